@@ -1,0 +1,137 @@
+// A suspended operation waiting in an intrusive list (future waiters; later locks and
+// queues). One allocation with the handler's allocator; the handler's executor is kept busy
+// while it waits. Completion order: clear the cancellation slot, move the handler out, free
+// the node, then post -- user code never runs inside the call that completes a waiter.
+#ifndef BOOST_TORNADO_DETAIL_WAITER_HPP
+#define BOOST_TORNADO_DETAIL_WAITER_HPP
+
+#include <boost/tornado/detail/list.hpp>
+#include <boost/asio/append.hpp>
+#include <boost/asio/associated_allocator.hpp>
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/cancellation_type.hpp>
+#include <boost/asio/execution/outstanding_work.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/prefer.hpp>
+#include <boost/asio/recycling_allocator.hpp>
+#include <memory>
+#include <utility>
+
+namespace boost::tornado::detail {
+
+template <class... Args>
+struct waiter : list_node {
+  using complete_fn = void (*)(waiter*, Args&&...);
+  using destroy_fn = void (*)(waiter*) noexcept;
+
+  void complete(Args... args) { complete_(this, std::move(args)...); }
+  void destroy() noexcept { destroy_(this); }
+
+protected:
+  waiter(complete_fn c, destroy_fn d) noexcept : complete_(c), destroy_(d) {}
+
+private:
+  complete_fn complete_;
+  destroy_fn destroy_;
+};
+
+// Posts `handler(args...)` to the handler's associated executor (or `ex`).
+template <class Handler, class Executor, class... Args>
+void post_completion(Handler&& handler, const Executor& ex, Args&&... args) {
+  auto hex = boost::asio::get_associated_executor(handler, ex);
+  boost::asio::post(hex, boost::asio::append(std::forward<Handler>(handler),
+                                            std::forward<Args>(args)...));
+}
+
+template <class Handler, class Executor, class... Args>
+class waiter_impl final : public waiter<Args...> {
+public:
+  using executor_type = boost::asio::associated_executor_t<Handler, Executor>;
+  using work_type = std::decay_t<decltype(boost::asio::prefer(
+      std::declval<executor_type>(), boost::asio::execution::outstanding_work.tracked))>;
+  using allocator_type =
+      boost::asio::associated_allocator_t<Handler, boost::asio::recycling_allocator<void>>;
+  using node_allocator =
+      typename std::allocator_traits<allocator_type>::template rebind_alloc<waiter_impl>;
+
+  template <class H>
+  static waiter_impl* create(H&& h, const Executor& ex) {
+    node_allocator alloc(
+        boost::asio::get_associated_allocator(h, boost::asio::recycling_allocator<void>()));
+    waiter_impl* p = std::allocator_traits<node_allocator>::allocate(alloc, 1);
+    try {
+      ::new (static_cast<void*>(p)) waiter_impl(std::forward<H>(h), ex);
+    } catch (...) {
+      std::allocator_traits<node_allocator>::deallocate(alloc, p, 1);
+      throw;
+    }
+    return p;
+  }
+
+  // Routes a cancellation request on the handler's slot to `on_cancel(waiter*, type)`; the
+  // owner unlinks the waiter (if it is still waiting) and completes it.
+  template <class OnCancel>
+  void on_cancel(OnCancel f) {
+    auto slot = boost::asio::get_associated_cancellation_slot(handler_);
+    if (slot.is_connected()) slot.template emplace<cancel_handler<OnCancel>>(this, std::move(f));
+  }
+
+  bool cancellable() const noexcept {
+    return boost::asio::get_associated_cancellation_slot(handler_).is_connected();
+  }
+
+private:
+  template <class OnCancel>
+  struct cancel_handler {
+    waiter_impl* self;
+    OnCancel f;
+    cancel_handler(waiter_impl* s, OnCancel fn) : self(s), f(std::move(fn)) {}
+    void operator()(boost::asio::cancellation_type type) {
+      // Completing the waiter destroys this handler: work from copies.
+      auto* w = self;
+      OnCancel fn = f;
+      fn(static_cast<waiter<Args...>*>(w), type);
+    }
+  };
+
+  template <class H>
+  waiter_impl(H&& h, const Executor& ex)
+      : waiter<Args...>(&do_complete, &do_destroy), handler_(std::forward<H>(h)),
+        work_(boost::asio::prefer(boost::asio::get_associated_executor(handler_, ex),
+                                  boost::asio::execution::outstanding_work.tracked)) {}
+
+  void clear_slot() noexcept {
+    auto slot = boost::asio::get_associated_cancellation_slot(handler_);
+    if (slot.is_connected()) slot.clear();
+  }
+
+  void free() noexcept {
+    node_allocator alloc(
+        boost::asio::get_associated_allocator(handler_, boost::asio::recycling_allocator<void>()));
+    this->~waiter_impl();
+    std::allocator_traits<node_allocator>::deallocate(alloc, this, 1);
+  }
+
+  static void do_complete(waiter<Args...>* base, Args&&... args) {
+    auto* self = static_cast<waiter_impl*>(base);
+    self->clear_slot();
+    Handler handler(std::move(self->handler_));
+    work_type work(std::move(self->work_));
+    self->free();
+    boost::asio::post(work, boost::asio::append(std::move(handler), std::move(args)...));
+  }
+
+  static void do_destroy(waiter<Args...>* base) noexcept {
+    auto* self = static_cast<waiter_impl*>(base);
+    self->clear_slot();
+    self->free();
+  }
+
+  Handler handler_;
+  work_type work_;
+};
+
+} // namespace boost::tornado::detail
+
+#endif

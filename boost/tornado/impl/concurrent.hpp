@@ -1,0 +1,304 @@
+#ifndef BOOST_TORNADO_IMPL_CONCURRENT_HPP
+#define BOOST_TORNADO_IMPL_CONCURRENT_HPP
+
+#include <boost/asio/post.hpp>
+#include <functional>
+#include <vector>
+
+namespace boost::tornado {
+namespace detail {
+
+template <class T>
+struct future_state {
+  using value_type = typename future_value<T>::type;
+  using executor_type = IOLoop::executor_type;
+  using waiter_type = std::conditional_t<std::is_void_v<T>, waiter<std::exception_ptr>,
+                                         waiter<std::exception_ptr, T>>;
+  enum status_t : unsigned char { pending, finished, cancelled_ };
+
+  explicit future_state(executor_type ex) noexcept : loop(ex) {}
+
+  ~future_state() {
+    // Waiters left when the last handle goes: their handlers are destroyed, never called.
+    while (list_node* n = waiters.pop_front()) static_cast<waiter_type*>(n)->destroy();
+  }
+
+  void add_ref() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }
+  void release() noexcept {
+    if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+  bool is_done() const noexcept { return status.load(std::memory_order_acquire) != pending; }
+
+  std::exception_ptr outcome_error() const {
+    if (status.load(std::memory_order_relaxed) == cancelled_)
+      return std::make_exception_ptr(CancelledError());
+    return error;
+  }
+
+  // Completes a waiter with the outcome (the lock is held).
+  void complete_waiter(waiter_type* w) {
+    std::exception_ptr e = outcome_error();
+    if constexpr (std::is_void_v<T>) {
+      w->complete(std::move(e));
+    } else {
+      if (e) w->complete(std::move(e), T{});
+      else w->complete(nullptr, T(*value));
+    }
+  }
+
+  template <class Handler>
+  void wait(Handler&& handler) {
+    std::unique_lock lock(mutex);
+    if (is_done()) {
+      std::exception_ptr e = outcome_error();
+      lock.unlock();
+      if constexpr (std::is_void_v<T>) {
+        post_completion(std::forward<Handler>(handler), loop, std::move(e));
+      } else {
+        if (e) post_completion(std::forward<Handler>(handler), loop, std::move(e), T{});
+        else post_completion(std::forward<Handler>(handler), loop, std::exception_ptr(), T(*value));
+      }
+      return;
+    }
+    using impl = std::conditional_t<
+        std::is_void_v<T>, waiter_impl<std::decay_t<Handler>, executor_type, std::exception_ptr>,
+        waiter_impl<std::decay_t<Handler>, executor_type, std::exception_ptr, T>>;
+    impl* w = impl::create(std::forward<Handler>(handler), loop);
+    waiters.push_back(w);
+    w->on_cancel([this](waiter_type* node, boost::asio::cancellation_type) {
+      std::lock_guard guard(mutex);
+      if (!node->linked()) return;
+      intrusive_list::unlink(node);
+      if constexpr (std::is_void_v<T>) node->complete(std::make_exception_ptr(CancelledError()));
+      else node->complete(std::make_exception_ptr(CancelledError()), T{});
+    });
+  }
+
+  // Called with the lock held once the status left `pending`.
+  void notify_locked() {
+    if (loop.running_in_this_thread()) {
+      deliver_locked();
+      return;
+    }
+    add_ref();
+    boost::asio::post(loop, [this] {
+      {
+        std::lock_guard guard(mutex);
+        deliver_locked();
+      }
+      release();
+    });
+  }
+
+  void deliver_locked() {
+    while (list_node* n = waiters.pop_front()) complete_waiter(static_cast<waiter_type*>(n));
+    for (auto& cb : callbacks) post_callback(std::move(cb));
+    callbacks.clear();
+  }
+
+  void post_callback(std::function<void(Future<T>)> cb) {
+    add_ref();
+    boost::asio::post(loop, [cb = std::move(cb), f = Future<T>(typename Future<T>::adopt_tag{}, this)]() mutable {
+      try {
+        cb(std::move(f));
+      } catch (...) {
+        log_exception(app_log, "Exception in callback", std::current_exception());
+      }
+    });
+  }
+
+  void set_outcome(status_t st) {
+    status.store(st, std::memory_order_release);
+    notify_locked();
+  }
+
+  std::atomic<unsigned> refs{1};
+  std::atomic<status_t> status{pending};
+  mutable std::mutex mutex;
+  std::exception_ptr error;
+  std::optional<value_type> value;
+  executor_type loop;
+  intrusive_list waiters;
+  std::vector<std::function<void(Future<T>)>> callbacks;
+};
+
+} // namespace detail
+
+template <class T>
+Future<T>::Future() : Future(IOLoop::current().get_executor()) {}
+
+template <class T>
+Future<T>::Future(executor_type loop) : state_(new detail::future_state<T>(loop)) {}
+
+template <class T>
+Future<T>::Future(const Future& other) noexcept : state_(other.state_) {
+  state_->add_ref();
+}
+
+template <class T>
+Future<T>::Future(Future&& other) noexcept : Future(other) {}
+
+template <class T>
+Future<T>& Future<T>::operator=(Future other) noexcept {
+  std::swap(state_, other.state_);
+  return *this;
+}
+
+template <class T>
+Future<T>::~Future() {
+  state_->release();
+}
+
+template <class T>
+typename Future<T>::executor_type Future<T>::get_executor() const noexcept {
+  return state_->loop;
+}
+
+template <class T>
+bool Future<T>::done() const {
+  return state_->is_done();
+}
+
+template <class T>
+bool Future<T>::cancelled() const {
+  return state_->status.load(std::memory_order_acquire) == detail::future_state<T>::cancelled_;
+}
+
+template <class T>
+std::exception_ptr Future<T>::exception() const {
+  std::lock_guard guard(state_->mutex);
+  switch (state_->status.load(std::memory_order_relaxed)) {
+  case detail::future_state<T>::pending: throw InvalidStateError("Exception is not set.");
+  case detail::future_state<T>::cancelled_: throw CancelledError();
+  default: return state_->error;
+  }
+}
+
+template <class T>
+std::add_lvalue_reference_t<std::add_const_t<T>> Future<T>::result() const
+  requires(!std::is_void_v<T>)
+{
+  if (auto e = exception()) std::rethrow_exception(e);
+  return *state_->value;
+}
+
+template <class T>
+void Future<T>::result() const
+  requires std::is_void_v<T>
+{
+  if (auto e = exception()) std::rethrow_exception(e);
+}
+
+template <class T>
+template <class U>
+  requires(!std::is_void_v<T> && std::is_constructible_v<T, U &&>)
+void Future<T>::set_result(U&& value) {
+  std::lock_guard guard(state_->mutex);
+  if (state_->is_done()) throw InvalidStateError("invalid state");
+  state_->value.emplace(std::forward<U>(value));
+  state_->set_outcome(detail::future_state<T>::finished);
+}
+
+template <class T>
+void Future<T>::set_result()
+  requires std::is_void_v<T>
+{
+  std::lock_guard guard(state_->mutex);
+  if (state_->is_done()) throw InvalidStateError("invalid state");
+  state_->value.emplace();
+  state_->set_outcome(detail::future_state<T>::finished);
+}
+
+template <class T>
+void Future<T>::set_exception(std::exception_ptr ex) {
+  if (!ex) throw std::invalid_argument("set_exception needs an exception");
+  std::lock_guard guard(state_->mutex);
+  if (state_->is_done()) throw InvalidStateError("invalid state");
+  state_->error = std::move(ex);
+  state_->set_outcome(detail::future_state<T>::finished);
+}
+
+template <class T>
+bool Future<T>::cancel() {
+  std::lock_guard guard(state_->mutex);
+  if (state_->is_done()) return false;
+  state_->set_outcome(detail::future_state<T>::cancelled_);
+  return true;
+}
+
+template <class T>
+template <class F>
+void Future<T>::add_done_callback(F&& callback) {
+  std::function<void(Future<T>)> cb(std::forward<F>(callback));
+  std::lock_guard guard(state_->mutex);
+  if (state_->is_done()) state_->post_callback(std::move(cb));
+  else state_->callbacks.push_back(std::move(cb));
+}
+
+template <class T>
+struct Future<T>::initiate_wait {
+  detail::future_state<T>* state;
+  using executor_type = IOLoop::executor_type;
+  executor_type get_executor() const noexcept { return state->loop; }
+  template <class Handler>
+  void operator()(Handler&& handler) const {
+    state->wait(std::forward<Handler>(handler));
+  }
+};
+
+template <class T>
+template <class Token>
+auto Future<T>::async_wait(Token&& token) const {
+  return boost::asio::async_initiate<Token, signature>(initiate_wait{state_}, token);
+}
+
+template <class T>
+void chain_future(Future<T> a, Future<T> b) {
+  a.add_done_callback([b](Future<T> done) mutable {
+    if (b.done()) return;
+    if (done.cancelled()) {
+      b.cancel();
+      return;
+    }
+    if (auto e = done.exception()) {
+      b.set_exception(e);
+    } else if constexpr (std::is_void_v<T>) {
+      b.set_result();
+    } else {
+      b.set_result(done.result());
+    }
+  });
+}
+
+template <class T, class U>
+void future_set_result_unless_cancelled(Future<T>& future, U&& value) {
+  if (!future.cancelled()) future.set_result(std::forward<U>(value));
+}
+
+inline void future_set_result_unless_cancelled(Future<void>& future) {
+  if (!future.cancelled()) future.set_result();
+}
+
+template <class T>
+void future_set_exception_unless_cancelled(Future<T>& future, std::exception_ptr ex) {
+  if (!future.cancelled()) future.set_exception(std::move(ex));
+  else log_exception(app_log, "Exception after Future was cancelled", ex);
+}
+
+template <class T, class F>
+void future_add_done_callback(Future<T>& future, F&& callback) {
+  if (future.done()) std::forward<F>(callback)(future);
+  else future.add_done_callback(std::forward<F>(callback));
+}
+
+template <class Executor, class F>
+auto run_on_executor(Executor executor, F fn) {
+  return [executor, fn](auto&&... args) {
+    return IOLoop::current().run_in_executor(executor, fn, std::forward<decltype(args)>(args)...);
+  };
+}
+
+} // namespace boost::tornado
+
+#endif
