@@ -138,5 +138,9 @@ auto run_on_executor(Executor executor, F fn);
 } // namespace boost::tornado
 
 #include <boost/tornado/impl/concurrent.hpp>
+#include <boost/tornado/impl/ioloop.hpp>
+#ifdef BOOST_TORNADO_HEADER_ONLY
+#include <boost/tornado/impl/ioloop.ipp>
+#endif
 
 #endif

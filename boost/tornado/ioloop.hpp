@@ -10,7 +10,7 @@
 #include <boost/tornado/log.hpp>
 #include <boost/tornado/detail/callback.hpp>
 #include <boost/tornado/detail/timer_queue.hpp>
-#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/any_completion_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -163,8 +163,9 @@ public:
   template <class F, class... Args>
   auto run_in_executor(std::nullptr_t, F&& fn, Args&&... args)
       -> Future<std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...>>;
-  void set_default_executor(boost::asio::any_io_executor executor);
-  boost::asio::any_io_executor default_executor();
+  // Any Asio executor: a thread pool's, a strand, DummyExecutor.
+  void set_default_executor(boost::asio::any_completion_executor executor);
+  boost::asio::any_completion_executor default_executor();
 
 private:
   template <class F>
@@ -196,7 +197,7 @@ private:
   std::atomic<bool> running_{false};
   std::atomic<bool> closed_{false};
   std::unique_ptr<boost::asio::thread_pool> default_pool_;
-  std::optional<boost::asio::any_io_executor> default_executor_;
+  std::optional<boost::asio::any_completion_executor> default_executor_;
   std::unique_ptr<detail::signal_slots> signals_;
 };
 
@@ -242,10 +243,8 @@ struct periodic_schedule {
 
 } // namespace boost::tornado
 
+// Future and IOLoop depend on each other: concurrent.hpp completes both, then pulls in the
+// template bodies of each.
 #include <boost/tornado/concurrent.hpp>
-#include <boost/tornado/impl/ioloop.hpp>
-#ifdef BOOST_TORNADO_HEADER_ONLY
-#include <boost/tornado/impl/ioloop.ipp>
-#endif
 
 #endif

@@ -97,11 +97,11 @@ struct future_state {
     callbacks.clear();
   }
 
-  void post_callback(std::function<void(Future<T>)> cb) {
+  void post_callback(std::function<void(Future<T>&)> cb) {
     add_ref();
     boost::asio::post(loop, [cb = std::move(cb), f = Future<T>(typename Future<T>::adopt_tag{}, this)]() mutable {
       try {
-        cb(std::move(f));
+        cb(f);
       } catch (...) {
         log_exception(app_log, "Exception in callback", std::current_exception());
       }
@@ -120,7 +120,7 @@ struct future_state {
   std::optional<value_type> value;
   executor_type loop;
   intrusive_list waiters;
-  std::vector<std::function<void(Future<T>)>> callbacks;
+  std::vector<std::function<void(Future<T>&)>> callbacks;
 };
 
 } // namespace detail
@@ -230,7 +230,7 @@ bool Future<T>::cancel() {
 template <class T>
 template <class F>
 void Future<T>::add_done_callback(F&& callback) {
-  std::function<void(Future<T>)> cb(std::forward<F>(callback));
+  std::function<void(Future<T>&)> cb(std::forward<F>(callback));
   std::lock_guard guard(state_->mutex);
   if (state_->is_done()) state_->post_callback(std::move(cb));
   else state_->callbacks.push_back(std::move(cb));

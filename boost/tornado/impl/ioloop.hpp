@@ -4,6 +4,7 @@
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <random>
 #include <tuple>
@@ -135,7 +136,7 @@ auto IOLoop::run_in_executor(const Executor& executor, F&& fn, Args&&... args)
     -> Future<std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...>> {
   using R = std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...>;
   Future<R> future(get_executor());
-  boost::asio::post(executor, [future, work = detail::bind_args(std::forward<F>(fn),
+  auto job = [future, work = detail::bind_args(std::forward<F>(fn),
                                                                 std::forward<Args>(args)...)]() mutable {
     try {
       if constexpr (std::is_void_v<R>) {
@@ -147,7 +148,12 @@ auto IOLoop::run_in_executor(const Executor& executor, F&& fn, Args&&... args)
     } catch (...) {
       future_set_exception_unless_cancelled(future, std::current_exception());
     }
-  });
+  };
+  // An executor that cannot promise not to block (DummyExecutor) runs the job inline.
+  if constexpr (boost::asio::can_require<Executor, boost::asio::execution::blocking_t::never_t>::value)
+    boost::asio::post(executor, std::move(job));
+  else
+    boost::asio::dispatch(executor, std::move(job));
   return future;
 }
 

@@ -435,11 +435,11 @@ BOOST_TORNADO_DECL void IOLoop::arm_signal_wait() {
 
 // ---- executors ----
 
-BOOST_TORNADO_DECL void IOLoop::set_default_executor(boost::asio::any_io_executor executor) {
+BOOST_TORNADO_DECL void IOLoop::set_default_executor(boost::asio::any_completion_executor executor) {
   default_executor_ = std::move(executor);
 }
 
-BOOST_TORNADO_DECL boost::asio::any_io_executor IOLoop::default_executor() {
+BOOST_TORNADO_DECL boost::asio::any_completion_executor IOLoop::default_executor() {
   if (default_executor_) return *default_executor_;
   if (!default_pool_) {
     unsigned n = std::max(1u, std::thread::hardware_concurrency());

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <mutex>
 #include <memory>
+#include <utility>
 
 namespace boost::tornado {
 namespace detail {

@@ -1,0 +1,2 @@
+// The separately compiled Boost.Tornado library.
+#include <boost/tornado/src.hpp>

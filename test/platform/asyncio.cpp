@@ -1,0 +1,100 @@
+// Tests boost/tornado/platform/asyncio.hpp (asyncio_test.py cases that apply).
+#include <boost/tornado/platform/asyncio.hpp>
+
+#define BOOST_TEST_MODULE platform_asyncio
+#include "support/test.hpp"
+#include <boost/tornado/gen.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+namespace asio = boost::asio;
+namespace tornado = boost::tornado;
+using tornado::Future;
+using tornado::IOLoop;
+using namespace std::chrono_literals;
+
+BOOST_AUTO_TEST_CASE(test_asyncio_callback) {
+  // Plain Asio work posted to the io_context interleaves with the IOLoop's callbacks.
+  tornado::AsyncIOLoop loop;
+  bool posted = false;
+  asio::post(loop.asio_loop(), [&] {
+    posted = true;
+    loop.stop();
+  });
+  loop.start();
+  BOOST_TEST(posted);
+}
+
+BOOST_AUTO_TEST_CASE(main_loop_driven_by_the_application) {
+  // The application owns and runs its io_context; the IOLoop rides along.
+  asio::io_context ctx;
+  tornado::AsyncIOMainLoop loop(ctx);
+  BOOST_TEST(&loop.asio_loop() == &ctx);
+  std::vector<int> seq;
+  loop.add_callback([&] {
+    seq.push_back(1);
+    BOOST_TEST(&IOLoop::current() == &loop);
+  });
+  loop.call_later(1ms, [&] { seq.push_back(2); });
+  ctx.run();
+  BOOST_TEST((seq == std::vector<int>{1, 2}));
+}
+
+BOOST_AUTO_TEST_CASE(test_asyncio_future) {
+  // An Asio operation and an awaitable as Futures; a Future as an Asio operation.
+  tornado::AsyncIOLoop loop;
+  loop.make_current();
+  int r = loop.run_sync([&]() -> asio::awaitable<int> {
+    asio::steady_timer timer(loop.asio_loop(), 1ms);
+    Future<void> waited = tornado::to_tornado_future(timer.async_wait(asio::deferred));
+    co_await waited.async_wait();
+    Future<int> x = tornado::to_tornado_future([]() -> asio::awaitable<int> { co_return 42; }());
+    co_return co_await tornado::to_asyncio_future(x);
+  });
+  BOOST_TEST(r == 42);
+  IOLoop::clear_current();
+}
+
+BOOST_AUTO_TEST_CASE(to_tornado_future_maps_errors) {
+  tornado::AsyncIOLoop loop;
+  loop.make_current();
+  asio::steady_timer timer(loop.asio_loop(), 1h);
+  Future<void> f = tornado::to_tornado_future(timer.async_wait(asio::deferred));
+  timer.cancel();
+  BOOST_CHECK_THROW(loop.run_sync([&] { return f; }), tornado::CancelledError);
+  IOLoop::clear_current();
+}
+
+BOOST_AUTO_TEST_CASE(test_asyncio_adapter) {
+  // Asio code awaits a Tornado Future through to_asyncio_future with any token.
+  tornado::AsyncIOLoop loop;
+  Future<int> f(loop.get_executor());
+  int got = 0;
+  tornado::to_asyncio_future(f, [&](std::exception_ptr e, int v) {
+    BOOST_TEST(!e);
+    got = v;
+    loop.stop();
+  });
+  loop.add_callback([&] { f.set_result(7); });
+  loop.start();
+  BOOST_TEST(got == 7);
+}
+
+BOOST_AUTO_TEST_CASE(test_ioloop_close_leak) {
+  // Many loops made and closed leak nothing (ASan checks).
+  for (int i = 0; i < 10; ++i) {
+    tornado::AsyncIOLoop loop;
+    loop.add_callback([] {});
+    loop.call_later(1h, [] {});
+    loop.close();
+  }
+}
+
+BOOST_AUTO_TEST_CASE(one_ioloop_per_io_context) {
+  asio::io_context ctx;
+  tornado::AsyncIOMainLoop a(ctx);
+  BOOST_CHECK_THROW(tornado::AsyncIOMainLoop b(ctx), std::logic_error);
+}

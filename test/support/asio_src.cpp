@@ -1,0 +1,2 @@
+// Asio's non-template code, compiled once for the tests, examples and benchmarks.
+#include <boost/asio/impl/src.hpp>
