@@ -41,6 +41,7 @@ public:
   Future();
   explicit Future(executor_type loop);
   Future(const Future& other) noexcept;
+  // A moved-from Future may only be assigned to or destroyed.
   Future(Future&& other) noexcept;
   Future& operator=(Future other) noexcept;
   ~Future();

@@ -187,7 +187,8 @@ private:
   boost::asio::io_context* context_;
   detail::timer_queue timers_;
   std::vector<detail::timer_queue::handle> due_;
-  boost::asio::steady_timer timer_;
+  // Made on first use: Asio's reactor (and an epoll_wait per queue cycle) only when needed.
+  std::optional<boost::asio::steady_timer> timer_;
   bool timer_armed_ = false;
   clock::time_point armed_at_{};
   std::uint64_t arm_id_ = 0;

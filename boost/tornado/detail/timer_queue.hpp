@@ -63,9 +63,10 @@ public:
 
   // Appends the handles of every timeout due at `now`, in deadline then insertion order.
   void pop_due(time_point now, std::vector<handle>& out) {
-    for (;;) {
+    for (int popped = 0;; ++popped) {
       drop_stale_top();
       if (heap_.empty() || heap_.front().when > now) return;
+      if (popped == 64) return bulk_pop_due(now, out);
       std::pop_heap(heap_.begin(), heap_.end(), later);
       out.push_back({heap_.back().index, heap_.back().generation});
       heap_.pop_back();
@@ -126,6 +127,27 @@ private:
     }
   }
 
+  // Many timeouts due at once (a loop that fell behind): one linear pass splits off the due
+  // entries, which are sorted among themselves, instead of a heap pop with its cache misses
+  // for each.
+  void bulk_pop_due(time_point now, std::vector<handle>& out) {
+    auto due_begin = std::partition(heap_.begin(), heap_.end(),
+                                    [now](const entry& e) { return e.when > now; });
+    scratch_.clear();
+    for (auto it = due_begin; it != heap_.end(); ++it) {
+      if (stale(*it)) {
+        if (stale_) --stale_;
+      } else {
+        scratch_.push_back(*it);
+      }
+    }
+    heap_.erase(due_begin, heap_.end());
+    std::make_heap(heap_.begin(), heap_.end(), later);
+    std::sort(scratch_.begin(), scratch_.end(),
+              [](const entry& a, const entry& b) { return later(b, a); });
+    for (const entry& e : scratch_) out.push_back({e.index, e.generation});
+  }
+
   void compact() {
     heap_.erase(std::remove_if(heap_.begin(), heap_.end(),
                                [this](const entry& e) { return stale(e); }),
@@ -137,6 +159,7 @@ private:
   std::vector<slot> slots_;
   std::vector<std::uint32_t> free_;
   std::vector<entry> heap_;
+  std::vector<entry> scratch_;
   std::uint64_t next_seq_ = 0;
   std::size_t stale_ = 0;
 };

@@ -6,7 +6,10 @@
 #define BOOST_TORNADO_DETAIL_WAITER_HPP
 
 #include <boost/tornado/detail/list.hpp>
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/append.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/require.hpp>
 #include <boost/asio/associated_allocator.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
@@ -16,6 +19,8 @@
 #include <boost/asio/prefer.hpp>
 #include <boost/asio/recycling_allocator.hpp>
 #include <memory>
+#include <optional>
+#include <tuple>
 #include <utility>
 
 namespace boost::tornado::detail {
@@ -95,11 +100,30 @@ private:
     }
   };
 
+  // When the handler runs on the owner's own io_context executor (the usual case for a
+  // coroutine on the loop), completion is posted through the concrete executor: no type-erased
+  // executor is copied or queried on the way.
+  using io_executor = boost::asio::io_context::executor_type;
+  static constexpr bool may_be_fast =
+      std::is_same_v<Executor, io_executor> &&
+      std::is_same_v<executor_type, boost::asio::any_io_executor>;
+  using fast_executor = std::decay_t<decltype(boost::asio::require(
+      std::declval<io_executor>(), boost::asio::execution::outstanding_work.tracked,
+      boost::asio::execution::blocking.never))>;
+
   template <class H>
   waiter_impl(H&& h, const Executor& ex)
-      : waiter<Args...>(&do_complete, &do_destroy), handler_(std::forward<H>(h)),
-        work_(boost::asio::prefer(boost::asio::get_associated_executor(handler_, ex),
-                                  boost::asio::execution::outstanding_work.tracked)) {}
+      : waiter<Args...>(&do_complete, &do_destroy), handler_(std::forward<H>(h)) {
+    auto hex = boost::asio::get_associated_executor(handler_, ex);
+    if constexpr (may_be_fast) {
+      if (const io_executor* target = hex.template target<io_executor>(); target && *target == ex) {
+        fast_.emplace(boost::asio::require(ex, boost::asio::execution::outstanding_work.tracked,
+                                           boost::asio::execution::blocking.never));
+        return;
+      }
+    }
+    work_.emplace(boost::asio::prefer(hex, boost::asio::execution::outstanding_work.tracked));
+  }
 
   void clear_slot() noexcept {
     auto slot = boost::asio::get_associated_cancellation_slot(handler_);
@@ -117,7 +141,17 @@ private:
     auto* self = static_cast<waiter_impl*>(base);
     self->clear_slot();
     Handler handler(std::move(self->handler_));
-    work_type work(std::move(self->work_));
+    if constexpr (may_be_fast) {
+      if (self->fast_) {
+        fast_executor ex(std::move(*self->fast_));
+        self->free();
+        ex.execute([h = std::move(handler), tup = std::make_tuple(std::move(args)...)]() mutable {
+          std::apply(std::move(h), std::move(tup));
+        });
+        return;
+      }
+    }
+    work_type work(std::move(*self->work_));
     self->free();
     boost::asio::post(work, boost::asio::append(std::move(handler), std::move(args)...));
   }
@@ -129,7 +163,8 @@ private:
   }
 
   Handler handler_;
-  work_type work_;
+  std::optional<work_type> work_;
+  std::conditional_t<may_be_fast, std::optional<fast_executor>, std::optional<work_type>> fast_;
 };
 
 } // namespace boost::tornado::detail

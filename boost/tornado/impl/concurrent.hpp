@@ -2,6 +2,8 @@
 #define BOOST_TORNADO_IMPL_CONCURRENT_HPP
 
 #include <boost/asio/post.hpp>
+#include <boost/asio/recycling_allocator.hpp>
+#include <boost/tornado/detail/spinlock.hpp>
 #include <functional>
 #include <vector>
 
@@ -25,7 +27,21 @@ struct future_state {
 
   void add_ref() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }
   void release() noexcept {
-    if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+    if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) destroy(this);
+  }
+
+  // States come from Asio's per-thread recycling allocator: making a Future costs no malloc
+  // in steady state.
+  using allocator = boost::asio::recycling_allocator<future_state>;
+  static future_state* create(executor_type ex) {
+    allocator a;
+    future_state* p = a.allocate(1);
+    ::new (static_cast<void*>(p)) future_state(ex);
+    return p;
+  }
+  static void destroy(future_state* p) noexcept {
+    p->~future_state();
+    allocator().deallocate(p, 1);
   }
 
   bool is_done() const noexcept { return status.load(std::memory_order_acquire) != pending; }
@@ -77,17 +93,17 @@ struct future_state {
 
   // Called with the lock held once the status left `pending`.
   void notify_locked() {
+    if (waiters.empty() && callbacks.empty()) return;
     if (loop.running_in_this_thread()) {
       deliver_locked();
       return;
     }
+    // Settled from another thread (or outside the running loop): deliver on the loop. The
+    // handle keeps the state alive, and releases it if the loop never runs the delivery.
     add_ref();
-    boost::asio::post(loop, [this] {
-      {
-        std::lock_guard guard(mutex);
-        deliver_locked();
-      }
-      release();
+    boost::asio::post(loop, [self = Future<T>(typename Future<T>::adopt_tag{}, this)] {
+      std::lock_guard guard(self.state_->mutex);
+      self.state_->deliver_locked();
     });
   }
 
@@ -115,7 +131,7 @@ struct future_state {
 
   std::atomic<unsigned> refs{1};
   std::atomic<status_t> status{pending};
-  mutable std::mutex mutex;
+  mutable spinlock mutex;
   std::exception_ptr error;
   std::optional<value_type> value;
   executor_type loop;
@@ -129,7 +145,7 @@ template <class T>
 Future<T>::Future() : Future(IOLoop::current().get_executor()) {}
 
 template <class T>
-Future<T>::Future(executor_type loop) : state_(new detail::future_state<T>(loop)) {}
+Future<T>::Future(executor_type loop) : state_(detail::future_state<T>::create(loop)) {}
 
 template <class T>
 Future<T>::Future(const Future& other) noexcept : state_(other.state_) {
@@ -137,7 +153,7 @@ Future<T>::Future(const Future& other) noexcept : state_(other.state_) {
 }
 
 template <class T>
-Future<T>::Future(Future&& other) noexcept : Future(other) {}
+Future<T>::Future(Future&& other) noexcept : state_(std::exchange(other.state_, nullptr)) {}
 
 template <class T>
 Future<T>& Future<T>::operator=(Future other) noexcept {
@@ -147,7 +163,7 @@ Future<T>& Future<T>::operator=(Future other) noexcept {
 
 template <class T>
 Future<T>::~Future() {
-  state_->release();
+  if (state_) state_->release();
 }
 
 template <class T>

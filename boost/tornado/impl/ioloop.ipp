@@ -77,18 +77,18 @@ BOOST_TORNADO_DECL bool is_cancellation(const std::exception_ptr& e) noexcept {
 // wake the loop; nothing in the signal path allocates or locks.
 struct signal_slots {
   static constexpr std::size_t capacity = 64;
-  explicit signal_slots(boost::asio::io_context& ctx) : wake(ctx) {
-    int fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (fd < 0)
+  signal_slots() : event_fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
+    if (event_fd < 0)
       throw boost::system::system_error(errno, boost::system::system_category(), "eventfd");
-    wake.assign(fd);
   }
   enum : unsigned char { free_slot, writing, ready };
   std::array<std::atomic<unsigned char>, capacity> state{};
   std::array<std::uint64_t, capacity> seq{};
   std::array<callback, capacity> cbs;
   std::atomic<std::uint64_t> next_seq{0};
-  boost::asio::posix::stream_descriptor wake;
+  int event_fd;
+  // Watches a dup of event_fd, made when start() first arms it.
+  std::optional<boost::asio::posix::stream_descriptor> wake;
   bool armed = false;
 };
 
@@ -104,13 +104,14 @@ BOOST_TORNADO_DECL void periodic_schedule::update_next(double current_time, doub
 } // namespace detail
 
 BOOST_TORNADO_DECL IOLoop::IOLoop()
-    : owned_context_(std::make_unique<boost::asio::io_context>()), context_(owned_context_.get()),
-      timer_(*context_) {
+    // Concurrency hint 1: one thread runs the loop, so Asio queues work posted from that thread
+    // without locking; posting from other threads stays safe.
+    : owned_context_(std::make_unique<boost::asio::io_context>(1)), context_(owned_context_.get()) {
   register_loop();
 }
 
 BOOST_TORNADO_DECL IOLoop::IOLoop(boost::asio::io_context& context)
-    : context_(&context), timer_(context) {
+    : context_(&context) {
   register_loop();
 }
 
@@ -123,8 +124,7 @@ BOOST_TORNADO_DECL void IOLoop::register_loop() {
     svc.loop = this;
     reg.loops.push_back(this);
   }
-  fds_ = std::make_unique<detail::fd_watcher>(*context_);
-  signals_ = std::make_unique<detail::signal_slots>(*context_);
+  signals_ = std::make_unique<detail::signal_slots>();
 }
 
 BOOST_TORNADO_DECL IOLoop::~IOLoop() {
@@ -139,9 +139,10 @@ BOOST_TORNADO_DECL IOLoop::~IOLoop() {
   // Our pending waits check for operation_aborted before touching the loop; on an owned
   // context they are destroyed with it.
   boost::system::error_code ignored;
-  timer_.cancel();
-  fds_->epoll.close(ignored);
-  signals_->wake.close(ignored);
+  if (timer_) timer_->cancel();
+  if (fds_) fds_->epoll.close(ignored);
+  if (signals_->wake) signals_->wake->close(ignored);
+  ::close(signals_->event_fd);
 }
 
 BOOST_TORNADO_DECL IOLoop* IOLoop::current(bool instance) {
@@ -189,7 +190,7 @@ BOOST_TORNADO_DECL void IOLoop::start() {
     IOLoop* old = detail::thread_current;
     ~restore() {
       detail::thread_current = old;
-      if (self->signals_->armed) self->signals_->wake.cancel();
+      if (self->signals_->armed) self->signals_->wake->cancel();
       self->running_ = false;
     }
   } guard{this};
@@ -219,9 +220,9 @@ BOOST_TORNADO_DECL void IOLoop::close(bool all_fds) {
   }
   handlers_.clear();
   boost::system::error_code ignored;
-  fds_->epoll.cancel(ignored);
+  if (fds_) fds_->epoll.cancel(ignored);
   timers_.clear();
-  timer_.cancel();
+  if (timer_) timer_->cancel();
   timer_armed_ = false;
   if (default_pool_) {
     default_pool_->join();
@@ -242,7 +243,7 @@ BOOST_TORNADO_DECL void IOLoop::remove_timeout(TimeoutHandle handle) noexcept {
   timers_.remove(handle.h_);
   if (timers_.size() == 0 && timer_armed_) {
     // Nothing left to wait for: let run() return when the loop has no other work.
-    timer_.cancel();
+    timer_->cancel();
     timer_armed_ = false;
   }
 }
@@ -251,8 +252,9 @@ BOOST_TORNADO_DECL void IOLoop::arm_timer(clock::time_point when) {
   timer_armed_ = true;
   armed_at_ = when;
   std::uint64_t id = ++arm_id_;
-  timer_.expires_at(when);
-  timer_.async_wait([this, id](const boost::system::error_code& ec) {
+  if (!timer_) timer_.emplace(*context_);
+  timer_->expires_at(when);
+  timer_->async_wait([this, id](const boost::system::error_code& ec) {
     if (ec == boost::asio::error::operation_aborted) return;  // re-armed, closed or destroyed
     on_timer(ec, id);
   });
@@ -294,6 +296,7 @@ inline std::uint32_t epoll_mask(int events) {
 
 BOOST_TORNADO_DECL void IOLoop::add_handler(int fd, fd_handler handler, int events) {
   if (handlers_.count(fd)) throw std::invalid_argument("fd " + std::to_string(fd) + " added twice");
+  if (!fds_) fds_ = std::make_unique<detail::fd_watcher>(*context_);
   epoll_event ev{};
   ev.events = detail::epoll_mask(events);
   ev.data.fd = fd;
@@ -391,7 +394,7 @@ BOOST_TORNADO_DECL bool IOLoop::signal_push(detail::callback&& cb) noexcept {
       s.seq[idx] = seq;
       s.state[idx].store(detail::signal_slots::ready, std::memory_order_release);
       std::uint64_t one = 1;
-      ssize_t r = ::write(s.wake.native_handle(), &one, sizeof one);
+      ssize_t r = ::write(s.event_fd, &one, sizeof one);
       (void)r;
       return true;
     }
@@ -402,7 +405,7 @@ BOOST_TORNADO_DECL bool IOLoop::signal_push(detail::callback&& cb) noexcept {
 BOOST_TORNADO_DECL void IOLoop::drain_signal_callbacks() {
   auto& s = *signals_;
   std::uint64_t counter;
-  ssize_t r = ::read(s.wake.native_handle(), &counter, sizeof counter);
+  ssize_t r = ::read(s.event_fd, &counter, sizeof counter);
   (void)r;
   std::array<std::pair<std::uint64_t, std::size_t>, detail::signal_slots::capacity> ready;
   std::size_t n = 0;
@@ -421,8 +424,9 @@ BOOST_TORNADO_DECL void IOLoop::drain_signal_callbacks() {
 BOOST_TORNADO_DECL void IOLoop::arm_signal_wait() {
   auto& s = *signals_;
   if (s.armed) return;
+  if (!s.wake) s.wake.emplace(*context_, ::dup(s.event_fd));
   s.armed = true;
-  s.wake.async_wait(boost::asio::posix::stream_descriptor::wait_read,
+  s.wake->async_wait(boost::asio::posix::stream_descriptor::wait_read,
                     [this](const boost::system::error_code& ec) {
                       if (ec == boost::asio::error::operation_aborted) {
                         return;  // start() returned or the loop is gone
