@@ -7,6 +7,7 @@
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <thread>
@@ -91,6 +92,33 @@ BOOST_AUTO_TEST_CASE(done_callbacks_run_in_order) {
   f.cancel();
   poll();
   BOOST_TEST((seq == std::vector<int>{0, 1, 2, 3, 4}));
+}
+
+BOOST_AUTO_TEST_CASE(waiters_and_done_callbacks_run_in_registration_order) {
+  Future<int> f;
+  std::vector<std::string> seq;
+  f.add_done_callback([&](Future<int>) { seq.push_back("cb1"); });
+  f.async_wait([&](std::exception_ptr, int) { seq.push_back("wait"); });
+  f.add_done_callback([&](Future<int>) { seq.push_back("cb2"); });
+  loop.add_callback([&] { f.set_result(1); });
+  poll();
+  poll();
+  BOOST_TEST((seq == std::vector<std::string>{"cb1", "wait", "cb2"}));
+}
+
+BOOST_AUTO_TEST_CASE(lazy_wait_outlives_every_other_handle) {
+  // A deferred wait keeps the Future alive until it runs.
+  auto op = [] {
+    Future<int> only;
+    only.set_result(5);
+    return only.async_wait(asio::deferred);
+  }();
+  Future<int> other;
+  other.set_result(7);
+  int got = 0;
+  std::move(op)([&](std::exception_ptr, int v) { got = v; });
+  poll();
+  BOOST_TEST(got == 5);
 }
 
 BOOST_AUTO_TEST_CASE(exception_in_done_callback_is_logged) {

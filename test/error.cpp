@@ -47,6 +47,13 @@ BOOST_AUTO_TEST_CASE(each_exception_is_catchable_by_name_and_as_system_error) {
   check_thrown<tornado::InvalidStateError>(tornado::error::invalid_state);
 }
 
+BOOST_AUTO_TEST_CASE(what_is_the_plain_message) {
+  BOOST_TEST(std::string(tornado::TimeoutError().what()) == "Timeout");
+  BOOST_TEST(std::string(tornado::TimeoutError("Operation timed out after 1 seconds").what()) ==
+             "Operation timed out after 1 seconds");
+  BOOST_TEST(std::string(tornado::QueueFull().what()) == "Queue is full");
+}
+
 BOOST_AUTO_TEST_CASE(operation_aborted_becomes_cancelled_error) {
   BOOST_CHECK_THROW(tornado::throw_error(boost::asio::error::operation_aborted), tornado::CancelledError);
 }

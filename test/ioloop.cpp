@@ -10,6 +10,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <csignal>
+#include <ctime>
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <thread>
@@ -185,6 +186,32 @@ BOOST_AUTO_TEST_CASE(error_reported_on_hangup_when_requested) {
   loop.start();
   BOOST_TEST((got & IOLoop::READ));
   BOOST_TEST((got & IOLoop::ERROR));
+}
+
+BOOST_AUTO_TEST_CASE(none_on_a_hung_up_fd_does_not_spin) {
+  // epoll reports the hang-up though nothing was asked for: the loop must not busy-loop.
+  socket_pair sp;
+  ::close(sp.fds[1]);
+  sp.fds[1] = -1;
+  int calls = 0;
+  loop.add_handler(sp.fds[0], [&](int, int) { ++calls; }, IOLoop::NONE);
+  loop.call_later(20ms, [&] { loop.stop(); });
+  auto t0 = std::clock();
+  loop.start();
+  double cpu = double(std::clock() - t0) / CLOCKS_PER_SEC;
+  BOOST_TEST(calls == 0);
+  BOOST_TEST(cpu < 0.010);  // far below the 20 ms of wall time a busy loop would burn
+  // Asking for READ again reports the hang-up as readable.
+  int got = 0;
+  loop.remove_handler(sp.fds[0]);
+  loop.add_handler(sp.fds[0], [&](int fd, int ev) {
+    got = ev;
+    loop.remove_handler(fd);
+    loop.stop();
+  }, IOLoop::NONE);
+  loop.update_handler(sp.fds[0], IOLoop::READ);
+  loop.start();
+  BOOST_TEST(got == IOLoop::READ);
 }
 
 BOOST_AUTO_TEST_CASE(legacy_error_bit_is_accepted) {
@@ -385,6 +412,13 @@ BOOST_AUTO_TEST_CASE(test_explicit_asyncio_loop) {
   BOOST_TEST(IOLoop::from(ctx) == &first);
 }
 
+BOOST_AUTO_TEST_CASE(constructor_makes_the_loop_current) {
+  IOLoop other;
+  BOOST_TEST(&IOLoop::current() == &other);
+  IOLoop quiet(false);
+  BOOST_TEST(&IOLoop::current() == &other);
+}
+
 BOOST_AUTO_TEST_CASE(stop_before_start_runs_one_pass) {
   bool ran = false;
   loop.add_callback([&] { ran = true; });
@@ -409,7 +443,7 @@ BOOST_AUTO_TEST_CASE(test_default_current) {
 
 BOOST_AUTO_TEST_CASE(test_non_current) {
   IOLoop::clear_current();
-  IOLoop loop;
+  IOLoop loop(false);
   BOOST_TEST(IOLoop::current(false) == nullptr);
   IOLoop* seen = nullptr;
   loop.add_callback([&] {
@@ -428,7 +462,9 @@ BOOST_AUTO_TEST_CASE(test_non_current) {
 }
 
 BOOST_AUTO_TEST_CASE(test_force_current) {
-  IOLoop loop;
+  IOLoop::clear_current();
+  IOLoop loop(false);
+  BOOST_TEST(IOLoop::current(false) == nullptr);
   loop.make_current();
   BOOST_TEST(&IOLoop::current() == &loop);
   IOLoop::clear_current();

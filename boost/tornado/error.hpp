@@ -7,7 +7,9 @@
 #include <boost/tornado/detail/config.hpp>
 #include <boost/system/system_error.hpp>
 #include <exception>
+#include <string>
 #include <type_traits>
+#include <utility>
 
 namespace boost::tornado {
 
@@ -30,24 +32,37 @@ inline boost::system::error_code make_error_code(error e) noexcept {
   return {static_cast<int>(e), error_category()};
 }
 
-// Every exception type is a system_error carrying its code.
-class TimeoutError : public boost::system::system_error {
+namespace detail {
+// Every exception type is a system_error carrying its code; what() is the plain message.
+class tornado_exception : public boost::system::system_error {
 public:
-  explicit TimeoutError(const char* what = "Timeout")
-      : system_error(make_error_code(error::timeout), what) {}
+  tornado_exception(boost::system::error_code ec, std::string what)
+      : system_error(ec), what_(std::move(what)) {}
+  const char* what() const noexcept override { return what_.c_str(); }
+
+private:
+  std::string what_;
+};
+} // namespace detail
+
+class TimeoutError : public detail::tornado_exception {
+public:
+  explicit TimeoutError(std::string what = "Timeout")
+      : tornado_exception(make_error_code(error::timeout), std::move(what)) {}
 };
 
-class CancelledError : public boost::system::system_error {
+class CancelledError : public detail::tornado_exception {
 public:
-  explicit CancelledError(const char* what = "Cancelled")
-      : system_error(make_error_code(error::cancelled), what) {}
+  explicit CancelledError(std::string what = "Cancelled")
+      : tornado_exception(make_error_code(error::cancelled), std::move(what)) {}
 };
 
-class StreamClosedError : public boost::system::system_error {
+class StreamClosedError : public detail::tornado_exception {
 public:
   explicit StreamClosedError(boost::system::error_code real_error = {})
-      : system_error(make_error_code(error::stream_closed),
-                     real_error ? real_error.message() : "Stream is closed"),
+      : tornado_exception(make_error_code(error::stream_closed),
+                          real_error ? "Stream is closed: " + real_error.message()
+                                     : "Stream is closed"),
         real_error_(real_error) {}
   // Why the stream closed (connection reset, UnsatisfiableReadError, ...), if known.
   const boost::system::error_code& real_error() const noexcept { return real_error_; }
@@ -56,32 +71,32 @@ private:
   boost::system::error_code real_error_;
 };
 
-class UnsatisfiableReadError : public boost::system::system_error {
+class UnsatisfiableReadError : public detail::tornado_exception {
 public:
-  explicit UnsatisfiableReadError(const char* what = "Unsatisfiable read")
-      : system_error(make_error_code(error::unsatisfiable_read), what) {}
+  explicit UnsatisfiableReadError(std::string what = "Unsatisfiable read")
+      : tornado_exception(make_error_code(error::unsatisfiable_read), std::move(what)) {}
 };
 
-class StreamBufferFullError : public boost::system::system_error {
+class StreamBufferFullError : public detail::tornado_exception {
 public:
-  explicit StreamBufferFullError(const char* what = "Reached maximum buffer size")
-      : system_error(make_error_code(error::stream_buffer_full), what) {}
+  explicit StreamBufferFullError(std::string what = "Reached maximum buffer size")
+      : tornado_exception(make_error_code(error::stream_buffer_full), std::move(what)) {}
 };
 
-class QueueEmpty : public boost::system::system_error {
+class QueueEmpty : public detail::tornado_exception {
 public:
-  QueueEmpty() : system_error(make_error_code(error::queue_empty)) {}
+  QueueEmpty() : tornado_exception(make_error_code(error::queue_empty), "Queue is empty") {}
 };
 
-class QueueFull : public boost::system::system_error {
+class QueueFull : public detail::tornado_exception {
 public:
-  QueueFull() : system_error(make_error_code(error::queue_full)) {}
+  QueueFull() : tornado_exception(make_error_code(error::queue_full), "Queue is full") {}
 };
 
-class InvalidStateError : public boost::system::system_error {
+class InvalidStateError : public detail::tornado_exception {
 public:
-  explicit InvalidStateError(const char* what)
-      : system_error(make_error_code(error::invalid_state), what) {}
+  explicit InvalidStateError(std::string what)
+      : tornado_exception(make_error_code(error::invalid_state), std::move(what)) {}
 };
 
 // Turns an error code into the exception a coroutine sees: tornado codes become their typed

@@ -64,11 +64,12 @@ public:
   using fd_handler = std::function<void(int fd, int events)>;
   using factory = std::function<std::unique_ptr<IOLoop>()>;
 
-  // An IOLoop that owns its io_context.
-  IOLoop();
+  // An IOLoop that owns its io_context. As Tornado 6's IOLoop(make_current=True), it becomes
+  // the thread's current loop unless make_current is false.
+  explicit IOLoop(bool make_current = true);
   // An IOLoop over an io_context the application owns (see AsyncIOMainLoop). At most one
   // IOLoop per io_context: a second one throws std::logic_error.
-  explicit IOLoop(boost::asio::io_context& context);
+  explicit IOLoop(boost::asio::io_context& context, bool make_current = true);
   IOLoop(const IOLoop&) = delete;
   IOLoop& operator=(const IOLoop&) = delete;
   virtual ~IOLoop();
@@ -93,7 +94,8 @@ public:
   // Runs until stop(). Throws std::logic_error if already running or closed. The loop is
   // current on this thread while it runs.
   void start();
-  // Thread-safe. start() returns after the handler being run (if any) finishes.
+  // Thread-safe. start() -- or the application's io_context::run() -- returns after the
+  // handler being run (if any) finishes; queued work stays for the next start().
   void stop() noexcept;
   // Releases everything; with all_fds, closes the descriptors registered with add_handler.
   // The loop must not be used afterwards (callbacks added later are dropped).

@@ -33,7 +33,6 @@ struct waiter : list_node {
   void complete(Args... args) { complete_(this, std::move(args)...); }
   void destroy() noexcept { destroy_(this); }
 
-protected:
   waiter(complete_fn c, destroy_fn d) noexcept : complete_(c), destroy_(d) {}
 
 private:

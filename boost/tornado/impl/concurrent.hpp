@@ -93,7 +93,7 @@ struct future_state {
 
   // Called with the lock held once the status left `pending`.
   void notify_locked() {
-    if (waiters.empty() && callbacks.empty()) return;
+    if (waiters.empty()) return;
     if (loop.running_in_this_thread()) {
       deliver_locked();
       return;
@@ -109,8 +109,28 @@ struct future_state {
 
   void deliver_locked() {
     while (list_node* n = waiters.pop_front()) complete_waiter(static_cast<waiter_type*>(n));
-    for (auto& cb : callbacks) post_callback(std::move(cb));
-    callbacks.clear();
+  }
+
+  // A done callback waits in the same list as the waiters, so everything registered on the
+  // Future is scheduled in registration order, as asyncio does.
+  struct callback_node final : waiter_type {
+    template <class... A>
+    static void do_complete(waiter_type* base, A&&...) {
+      auto* self = static_cast<callback_node*>(base);
+      self->state->post_callback(std::move(self->cb));
+      delete self;
+    }
+    static void do_destroy(waiter_type* base) noexcept { delete static_cast<callback_node*>(base); }
+    callback_node(future_state* st, std::function<void(Future<T>&)> f)
+        : waiter_type(&do_complete, &do_destroy), state(st), cb(std::move(f)) {}
+    future_state* state;
+    std::function<void(Future<T>&)> cb;
+  };
+
+  void add_callback(std::function<void(Future<T>&)> cb) {
+    std::lock_guard guard(mutex);
+    if (is_done()) post_callback(std::move(cb));
+    else waiters.push_back(new callback_node(this, std::move(cb)));
   }
 
   void post_callback(std::function<void(Future<T>&)> cb) {
@@ -135,8 +155,7 @@ struct future_state {
   std::exception_ptr error;
   std::optional<value_type> value;
   executor_type loop;
-  intrusive_list waiters;
-  std::vector<std::function<void(Future<T>&)>> callbacks;
+  intrusive_list waiters;  // waiters and done callbacks, in registration order
 };
 
 } // namespace detail
@@ -246,27 +265,26 @@ bool Future<T>::cancel() {
 template <class T>
 template <class F>
 void Future<T>::add_done_callback(F&& callback) {
-  std::function<void(Future<T>&)> cb(std::forward<F>(callback));
-  std::lock_guard guard(state_->mutex);
-  if (state_->is_done()) state_->post_callback(std::move(cb));
-  else state_->callbacks.push_back(std::move(cb));
+  state_->add_callback(std::function<void(Future<T>&)>(std::forward<F>(callback)));
 }
 
+// Holds a counted handle: a lazy operation (deferred, the default token's awaitable) may start
+// after every other handle to the Future is gone.
 template <class T>
 struct Future<T>::initiate_wait {
-  detail::future_state<T>* state;
+  Future<T> self;
   using executor_type = IOLoop::executor_type;
-  executor_type get_executor() const noexcept { return state->loop; }
+  executor_type get_executor() const noexcept { return self.state_->loop; }
   template <class Handler>
   void operator()(Handler&& handler) const {
-    state->wait(std::forward<Handler>(handler));
+    self.state_->wait(std::forward<Handler>(handler));
   }
 };
 
 template <class T>
 template <class Token>
 auto Future<T>::async_wait(Token&& token) const {
-  return boost::asio::async_initiate<Token, signature>(initiate_wait{state_}, token);
+  return boost::asio::async_initiate<Token, signature>(initiate_wait{*this}, token);
 }
 
 template <class T>

@@ -44,6 +44,7 @@ struct fd_entry {
   int fd;
   int events;
   IOLoop::fd_handler handler;
+  bool edge_triggered = false;
 };
 
 // add_handler's descriptors live in a level-triggered epoll set of their own, whose descriptor
@@ -103,16 +104,18 @@ BOOST_TORNADO_DECL void periodic_schedule::update_next(double current_time, doub
 
 } // namespace detail
 
-BOOST_TORNADO_DECL IOLoop::IOLoop()
+BOOST_TORNADO_DECL IOLoop::IOLoop(bool make_current)
     // Concurrency hint 1: one thread runs the loop, so Asio queues work posted from that thread
     // without locking; posting from other threads stays safe.
     : owned_context_(std::make_unique<boost::asio::io_context>(1)), context_(owned_context_.get()) {
   register_loop();
+  if (make_current) this->make_current();
 }
 
-BOOST_TORNADO_DECL IOLoop::IOLoop(boost::asio::io_context& context)
+BOOST_TORNADO_DECL IOLoop::IOLoop(boost::asio::io_context& context, bool make_current)
     : context_(&context) {
   register_loop();
+  if (make_current) this->make_current();
 }
 
 BOOST_TORNADO_DECL void IOLoop::register_loop() {
@@ -156,7 +159,7 @@ BOOST_TORNADO_DECL IOLoop* IOLoop::current(bool instance) {
     if (!instance) return nullptr;
     make = reg.factory;
   }
-  std::unique_ptr<IOLoop> loop = make ? make() : std::make_unique<IOLoop>();
+  std::unique_ptr<IOLoop> loop = make ? make() : std::make_unique<IOLoop>(false);
   IOLoop* p = loop.get();
   detail::thread_owned.push_back(std::move(loop));
   p->make_current();
@@ -208,8 +211,9 @@ BOOST_TORNADO_DECL void IOLoop::start() {
 }
 
 BOOST_TORNADO_DECL void IOLoop::stop() noexcept {
-  if (running_.load()) context_->stop();
-  else stop_requested_ = true;
+  if (!running_.load()) stop_requested_ = true;
+  // Also stops an application's own io_context::run() under an AsyncIOMainLoop.
+  context_->stop();
 }
 
 BOOST_TORNADO_DECL void IOLoop::close(bool all_fds) {
@@ -302,7 +306,7 @@ BOOST_TORNADO_DECL void IOLoop::add_handler(int fd, fd_handler handler, int even
   ev.data.fd = fd;
   if (::epoll_ctl(fds_->epoll.native_handle(), EPOLL_CTL_ADD, fd, &ev) < 0)
     throw boost::system::system_error(errno, boost::system::system_category(), "add_handler");
-  handlers_.emplace(fd, std::make_shared<detail::fd_entry>(detail::fd_entry{fd, events, std::move(handler)}));
+  handlers_.emplace(fd, std::make_shared<detail::fd_entry>(detail::fd_entry{fd, events, std::move(handler), false}));
   watch_fds();
 }
 
@@ -315,6 +319,7 @@ BOOST_TORNADO_DECL void IOLoop::update_handler(int fd, int events) {
   if (::epoll_ctl(fds_->epoll.native_handle(), EPOLL_CTL_MOD, fd, &ev) < 0)
     throw boost::system::system_error(errno, boost::system::system_category(), "update_handler");
   it->second->events = events;
+  it->second->edge_triggered = false;
   watch_fds();
 }
 
@@ -355,7 +360,17 @@ BOOST_TORNADO_DECL void IOLoop::poll_fds() {
     if ((got & EPOLLOUT) || ((got & EPOLLERR) && (requested & WRITE))) deliver |= WRITE;
     if (failed && (requested & (ERROR | 0x008))) deliver |= ERROR;
     deliver &= requested | ((requested & 0x008) ? ERROR : 0);
-    if (!deliver) continue;
+    if (!deliver) {
+      // epoll reports hang-ups and errors even for events nobody asked for (NONE): watch the
+      // fd edge-triggered instead of spinning; update_handler restores level-triggered mode.
+      if (entry->edge_triggered) continue;
+      entry->edge_triggered = true;
+      epoll_event ev{};
+      ev.events = detail::epoll_mask(requested) | EPOLLET;
+      ev.data.fd = fd;
+      ::epoll_ctl(fds_->epoll.native_handle(), EPOLL_CTL_MOD, fd, &ev);
+      continue;
+    }
     try {
       entry->handler(fd, deliver);
     } catch (...) {

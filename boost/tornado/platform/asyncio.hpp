@@ -16,14 +16,15 @@ namespace boost::tornado {
 // both drive it). At most one IOLoop per io_context: a second throws std::logic_error.
 class AsyncIOMainLoop : public IOLoop {
 public:
-  explicit AsyncIOMainLoop(boost::asio::io_context& context) : IOLoop(context) {}
+  explicit AsyncIOMainLoop(boost::asio::io_context& context, bool make_current = true)
+      : IOLoop(context, make_current) {}
   boost::asio::io_context& asio_loop() noexcept { return context(); }
 };
 
 // An IOLoop that owns its io_context, reachable as asio_loop().
 class AsyncIOLoop : public IOLoop {
 public:
-  AsyncIOLoop() = default;
+  explicit AsyncIOLoop(bool make_current = true) : IOLoop(make_current) {}
   boost::asio::io_context& asio_loop() noexcept { return context(); }
 };
 

@@ -1,0 +1,72 @@
+// Boost.Tornado in one program: an IOLoop with timeouts, a PeriodicCallback heartbeat, a
+// Future settled by a worker thread, and run_sync to drive it all from main().
+#include <boost/tornado.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <thread>
+
+namespace asio = boost::asio;
+namespace tornado = boost::tornado;
+namespace gen = boost::tornado::gen;
+using namespace std::chrono_literals;
+using tornado::Future;
+using tornado::IOLoop;
+
+static const double start_time = IOLoop::time();
+
+static void say(const std::string& what) {
+  std::printf("[%4.0f ms] %s\n", (IOLoop::time() - start_time) * 1000, what.c_str());
+}
+
+// Blocking work that must stay off the loop's thread.
+static std::string build_report() {
+  std::this_thread::sleep_for(100ms);
+  return "42 widgets counted";
+}
+
+static asio::awaitable<std::string> main_task() {
+  IOLoop& loop = IOLoop::current();  // the loop run_sync is running
+  say("main_task starts on the loop");
+
+  // Timeouts: relative seconds, an absolute IOLoop::time(), a duration; one withdrawn.
+  loop.call_later(0.05, [] { say("call_later(0.05) fired"); });
+  tornado::TimeoutHandle reminder =
+      loop.add_timeout(IOLoop::time() + 0.08, [] { say("this reminder was withdrawn"); });
+  loop.add_timeout(30ms, [&] {
+    say("add_timeout(30ms) fired and withdraws the 80 ms reminder");
+    loop.remove_timeout(reminder);
+  });
+
+  // A heartbeat every 40 ms while the report is being built.
+  int beats = 0;
+  tornado::PeriodicCallback heartbeat([&] { say("heartbeat " + std::to_string(++beats)); }, 40ms);
+  heartbeat.start();
+
+  // The report is built on the loop's default thread pool; the Future is settled there and
+  // the coroutine resumes here, on the loop.
+  Future<std::string> report = loop.run_in_executor(nullptr, build_report);
+  say("waiting for the worker thread");
+  std::string text = co_await report.async_wait();
+  heartbeat.stop();
+  say("worker delivered: " + text);
+  co_return text;
+}
+
+int main() {
+  IOLoop loop;
+
+  std::string result = loop.run_sync(main_task, 2s);
+  say("run_sync returned \"" + result + "\"");
+
+  // run_sync's timeout is relative, in seconds; the unfinished work is cancelled.
+  try {
+    loop.run_sync([]() -> asio::awaitable<void> { co_await gen::sleep(10s); }, 0.05);
+  } catch (const tornado::TimeoutError&) {
+    say("run_sync(..., 0.05) gave up with TimeoutError");
+  }
+
+  loop.close();
+  say("loop closed");
+}
