@@ -20,6 +20,7 @@ namespace boost::tornado {
 
 namespace detail {
 template <class T> struct future_state;
+struct future_access;
 template <class T> struct future_value { using type = T; };
 template <> struct future_value<void> { using type = std::monostate; };
 template <class T> struct future_signature { using type = void(std::exception_ptr, T); };
@@ -86,6 +87,7 @@ public:
 private:
   template <class> friend class Future;
   template <class> friend struct detail::future_state;
+  friend struct detail::future_access;
   struct adopt_tag {};
   Future(adopt_tag, detail::future_state<T>* state) noexcept : state_(state) {}
   struct initiate_wait;

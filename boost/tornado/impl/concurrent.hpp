@@ -305,19 +305,45 @@ void chain_future(Future<T> a, Future<T> b) {
   });
 }
 
+namespace detail {
+// The check and the set happen under one lock: a Future cancelled by the loop while a worker
+// thread settles it is not a race.
+struct future_access {
+  template <class T, class... U>
+  static bool set_result_unless_cancelled(Future<T>& f, U&&... value) {
+    std::lock_guard guard(f.state_->mutex);
+    if (f.state_->status.load(std::memory_order_relaxed) == future_state<T>::cancelled_) return false;
+    if (f.state_->is_done()) throw InvalidStateError("invalid state");
+    f.state_->value.emplace(std::forward<U>(value)...);
+    f.state_->set_outcome(future_state<T>::finished);
+    return true;
+  }
+  template <class T>
+  static bool set_exception_unless_cancelled(Future<T>& f, std::exception_ptr ex) {
+    std::lock_guard guard(f.state_->mutex);
+    if (f.state_->status.load(std::memory_order_relaxed) == future_state<T>::cancelled_) return false;
+    if (f.state_->is_done()) throw InvalidStateError("invalid state");
+    f.state_->error = std::move(ex);
+    f.state_->set_outcome(future_state<T>::finished);
+    return true;
+  }
+};
+} // namespace detail
+
 template <class T, class U>
 void future_set_result_unless_cancelled(Future<T>& future, U&& value) {
-  if (!future.cancelled()) future.set_result(std::forward<U>(value));
+  detail::future_access::set_result_unless_cancelled(future, std::forward<U>(value));
 }
 
 inline void future_set_result_unless_cancelled(Future<void>& future) {
-  if (!future.cancelled()) future.set_result();
+  detail::future_access::set_result_unless_cancelled(future);
 }
 
 template <class T>
 void future_set_exception_unless_cancelled(Future<T>& future, std::exception_ptr ex) {
-  if (!future.cancelled()) future.set_exception(std::move(ex));
-  else log_exception(app_log, "Exception after Future was cancelled", ex);
+  if (!ex) throw std::invalid_argument("set_exception needs an exception");
+  if (!detail::future_access::set_exception_unless_cancelled(future, ex))
+    log_exception(app_log, "Exception after Future was cancelled", ex);
 }
 
 template <class T, class F>
