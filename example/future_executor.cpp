@@ -81,8 +81,9 @@ static asio::awaitable<std::string> demo(asio::thread_pool& pool) {
   }
 
   // 8. Done callbacks run on the loop, never inside set_result: the line after set_result
-  //    prints first. Waiters resume before done callbacks, so the coroutine yields one loop
-  //    iteration to let the callback print. future_add_done_callback on a done Future calls
+  //    prints first. Waiters and done callbacks run in registration order, so the callback,
+  //    added before the wait, prints before the coroutine resumes; the moment() after the wait
+  //    only yields one more loop iteration. future_add_done_callback on a done Future calls
   //    back at once instead.
   Future<int> source, copy;
   tornado::chain_future(source, copy);

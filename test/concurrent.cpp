@@ -4,6 +4,7 @@
 
 #define BOOST_TEST_MODULE concurrent
 #include "support/test.hpp"
+#include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -217,6 +218,50 @@ BOOST_AUTO_TEST_CASE(wait_cancellation_leaves_future_pending) {
   BOOST_TEST(!f.done());
   f.set_result(1);  // no waiter left: nothing else runs
   poll();
+}
+
+BOOST_AUTO_TEST_CASE(each_cancellation_type_cancels_the_wait) {
+  for (auto type : {asio::cancellation_type::terminal, asio::cancellation_type::partial,
+                    asio::cancellation_type::total}) {
+    Future<int> f;
+    asio::cancellation_signal sig;
+    std::exception_ptr got;
+    f.async_wait(asio::bind_cancellation_slot(sig.slot(), [&](std::exception_ptr e, int) { got = e; }));
+    sig.emit(type);
+    poll();
+    BOOST_CHECK_THROW(std::rethrow_exception(got), tornado::CancelledError);
+  }
+}
+
+namespace {
+template <class T>
+struct counting_allocator {
+  using value_type = T;
+  int* count;
+  explicit counting_allocator(int* c) noexcept : count(c) {}
+  template <class U>
+  counting_allocator(const counting_allocator<U>& o) noexcept : count(o.count) {}
+  T* allocate(std::size_t n) {
+    ++*count;
+    return std::allocator<T>().allocate(n);
+  }
+  void deallocate(T* p, std::size_t n) noexcept { std::allocator<T>().deallocate(p, n); }
+  template <class U>
+  bool operator==(const counting_allocator<U>& o) const noexcept { return count == o.count; }
+};
+} // namespace
+
+BOOST_AUTO_TEST_CASE(wait_uses_the_handlers_allocator) {
+  Future<int> f;
+  int allocations = 0;
+  int got = 0;
+  f.async_wait(asio::bind_allocator(counting_allocator<void>(&allocations),
+                                    [&](std::exception_ptr, int v) { got = v; }));
+  BOOST_TEST(allocations >= 1);  // the waiting node
+  loop.add_callback([&] { f.set_result(3); });
+  poll();
+  poll();
+  BOOST_TEST(got == 3);
 }
 
 BOOST_AUTO_TEST_CASE(cancel_after_completion_is_harmless) {

@@ -43,6 +43,24 @@ BOOST_AUTO_TEST_CASE(main_loop_driven_by_the_application) {
   BOOST_TEST((seq == std::vector<int>{1, 2}));
 }
 
+BOOST_AUTO_TEST_CASE(stop_inside_the_applications_run) {
+  // stop() from a callback run by the application's io_context::run() ends that run, and
+  // leaves no stop pending for a later start()/run_sync().
+  asio::io_context ctx;
+  tornado::AsyncIOMainLoop loop(ctx);
+  bool after = false;
+  loop.add_callback([&] { loop.stop(); });
+  loop.add_callback([&] { after = true; });
+  ctx.run();
+  BOOST_TEST(!after);  // queued work stays for the next run
+  int r = loop.run_sync([]() -> asio::awaitable<int> {
+    co_await tornado::gen::sleep(1ms);
+    co_return 3;
+  });
+  BOOST_TEST(r == 3);
+  BOOST_TEST(after);
+}
+
 BOOST_AUTO_TEST_CASE(test_asyncio_future) {
   // An Asio operation and an awaitable as Futures; a Future as an Asio operation.
   tornado::AsyncIOLoop loop;

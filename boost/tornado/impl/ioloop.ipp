@@ -211,8 +211,10 @@ BOOST_TORNADO_DECL void IOLoop::start() {
 }
 
 BOOST_TORNADO_DECL void IOLoop::stop() noexcept {
-  if (!running_.load()) stop_requested_ = true;
-  // Also stops an application's own io_context::run() under an AsyncIOMainLoop.
+  // Inside start(), or inside the application's own io_context::run() (AsyncIOMainLoop):
+  // stop that run. Otherwise it is a stop before start(), which then makes one pass only.
+  if (!running_.load() && !context_->get_executor().running_in_this_thread())
+    stop_requested_ = true;
   context_->stop();
 }
 
