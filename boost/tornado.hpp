@@ -7,7 +7,9 @@
 #include <boost/tornado/error.hpp>
 #include <boost/tornado/gen.hpp>
 #include <boost/tornado/ioloop.hpp>
+#include <boost/tornado/locks.hpp>
 #include <boost/tornado/log.hpp>
 #include <boost/tornado/platform/asyncio.hpp>
+#include <boost/tornado/queues.hpp>
 
 #endif

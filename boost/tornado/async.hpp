@@ -90,10 +90,80 @@ struct typed_initiation {
   }
 };
 
+// The outcome of an operation as one value, for the library's own coroutines: Boost 1.81's
+// awaitable resumes a one-argument operation without an extra coroutine frame.
+template <class... T>
+struct op_result;
+template <>
+struct op_result<> {
+  boost::system::error_code ec;
+};
+template <class T>
+struct op_result<T> {
+  boost::system::error_code ec;
+  T value;
+};
+
+template <class Handler, class... T>
+struct result_handler {
+  Handler handler_;
+  void operator()(const boost::system::error_code& ec, T... v) {
+    std::move(handler_)(op_result<T...>{ec, std::move(v)...});
+  }
+};
+
+// An operation object completing with op_result<T...>: `auto r = co_await direct_op<T...>(...)`
+// inside the library's coroutines (never handed to users).
+template <class Initiation, class Args, class... T>
+class direct_op {
+public:
+  direct_op(Initiation init, Args args) : init_(std::move(init)), args_(std::move(args)) {}
+
+  template <class Token>
+    requires boost::asio::completion_token_for<Token, void(op_result<T...>)>
+  auto operator()(Token&& token) && {
+    return std::apply(
+        [&](auto&&... args) {
+          return boost::asio::async_initiate<Token, void(op_result<T...>)>(
+              [init = std::move(init_)](auto handler, auto&&... a) mutable {
+                std::move(init)(result_handler<decltype(handler), T...>{std::move(handler)},
+                                std::forward<decltype(a)>(a)...);
+              },
+              token, std::move(args)...);
+        },
+        std::move(args_));
+  }
+
+private:
+  Initiation init_;
+  Args args_;
+};
+
+template <class... T, class Initiation, class... Args>
+auto make_direct_op(Initiation init, Args&&... args) {
+  return direct_op<Initiation, std::tuple<std::decay_t<Args>...>, T...>(
+      std::move(init), std::tuple<std::decay_t<Args>...>(std::forward<Args>(args)...));
+}
+
 } // namespace detail
 } // namespace boost::tornado
 
 namespace boost::asio {
+
+template <template <class, class> class Associator, class Handler, class... T, class DefaultCandidate>
+struct associator<Associator, boost::tornado::detail::result_handler<Handler, T...>, DefaultCandidate>
+    : Associator<Handler, DefaultCandidate> {
+  static typename Associator<Handler, DefaultCandidate>::type
+  get(const boost::tornado::detail::result_handler<Handler, T...>& h) noexcept {
+    return Associator<Handler, DefaultCandidate>::get(h.handler_);
+  }
+  static auto get(const boost::tornado::detail::result_handler<Handler, T...>& h,
+                  const DefaultCandidate& c) noexcept
+      -> decltype(Associator<Handler, DefaultCandidate>::get(h.handler_, c)) {
+    return Associator<Handler, DefaultCandidate>::get(h.handler_, c);
+  }
+};
+
 
 template <class Sig>
 class async_result<boost::tornado::use_awaitable_t, Sig> {

@@ -11,6 +11,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/require.hpp>
 #include <boost/asio/associated_allocator.hpp>
+#include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/cancellation_type.hpp>
@@ -48,26 +49,102 @@ void post_completion(Handler&& handler, const Executor& ex, Args&&... args) {
                                             std::forward<Args>(args)...));
 }
 
-template <class Handler, class Executor, class... Args>
-class waiter_impl final : public waiter<Args...> {
+// Keeps the handler's executor busy while an operation waits, and posts the completion
+// there. When the handler runs on the owner's own io_context executor (the usual case for a
+// coroutine on the loop), it goes through the concrete executor: no type-erased executor is
+// copied or queried on the way.
+template <class Handler, class Executor>
+class completion_work {
 public:
   using executor_type = boost::asio::associated_executor_t<Handler, Executor>;
   using work_type = std::decay_t<decltype(boost::asio::prefer(
       std::declval<executor_type>(), boost::asio::execution::outstanding_work.tracked))>;
-  using allocator_type =
-      boost::asio::associated_allocator_t<Handler, boost::asio::recycling_allocator<void>>;
-  using node_allocator =
-      typename std::allocator_traits<allocator_type>::template rebind_alloc<waiter_impl>;
+  using io_executor = boost::asio::io_context::executor_type;
+  static constexpr bool may_be_fast = std::is_same_v<executor_type, boost::asio::any_io_executor> ||
+                                      std::is_same_v<executor_type, io_executor>;
+  using fast_executor = std::decay_t<decltype(boost::asio::require(
+      std::declval<io_executor>(), boost::asio::execution::outstanding_work.tracked,
+      boost::asio::execution::blocking.never))>;
 
+  completion_work(const Handler& handler, const Executor& ex) {
+    auto hex = boost::asio::get_associated_executor(handler, ex);
+    if constexpr (std::is_same_v<executor_type, io_executor>) {
+      fast_.emplace(boost::asio::require(hex, boost::asio::execution::outstanding_work.tracked,
+                                         boost::asio::execution::blocking.never));
+      return;
+    } else if constexpr (may_be_fast) {
+      if (const io_executor* target = hex.template target<io_executor>()) {
+        fast_.emplace(boost::asio::require(*target, boost::asio::execution::outstanding_work.tracked,
+                                           boost::asio::execution::blocking.never));
+        return;
+      }
+    }
+    work_.emplace(boost::asio::prefer(hex, boost::asio::execution::outstanding_work.tracked));
+  }
+
+  // Posts handler(args...); consumes this object's work.
+  template <class... Args>
+  void post(Handler&& handler, Args&&... args) {
+    if constexpr (may_be_fast) {
+      if (fast_) {
+        fast_executor ex(std::move(*fast_));
+        ex.execute([h = std::move(handler), tup = std::make_tuple(std::move(args)...)]() mutable {
+          std::apply(std::move(h), std::move(tup));
+        });
+        return;
+      }
+    }
+    work_type work(std::move(*work_));
+    boost::asio::post(work, boost::asio::append(std::move(handler), std::move(args)...));
+  }
+
+  // The executor the handler runs on (for timers).
+  executor_type handler_executor(const Handler& handler, const Executor& ex) const {
+    return boost::asio::get_associated_executor(handler, ex);
+  }
+
+private:
+  std::optional<work_type> work_;
+  std::conditional_t<may_be_fast, std::optional<fast_executor>, std::optional<work_type>> fast_;
+};
+
+template <class Handler>
+using node_allocator_t = boost::asio::associated_allocator_t<Handler, boost::asio::recycling_allocator<void>>;
+
+template <class Node, class Handler>
+Node* allocate_node(const Handler& h) {
+  using alloc_t = typename std::allocator_traits<node_allocator_t<Handler>>::template rebind_alloc<Node>;
+  alloc_t alloc(boost::asio::get_associated_allocator(h, boost::asio::recycling_allocator<void>()));
+  return std::allocator_traits<alloc_t>::allocate(alloc, 1);
+}
+
+template <class Node, class Handler>
+void deallocate_node(Node* p, const Handler& h) noexcept {
+  using alloc_t = typename std::allocator_traits<node_allocator_t<Handler>>::template rebind_alloc<Node>;
+  alloc_t alloc(boost::asio::get_associated_allocator(h, boost::asio::recycling_allocator<void>()));
+  std::allocator_traits<alloc_t>::deallocate(alloc, p, 1);
+}
+
+// Destroys and frees a node whose handler may already have been moved out: the allocator is
+// taken first.
+template <class Node, class Handler>
+void destroy_node(Node* p, const Handler& h) noexcept {
+  using alloc_t = typename std::allocator_traits<node_allocator_t<Handler>>::template rebind_alloc<Node>;
+  alloc_t alloc(boost::asio::get_associated_allocator(h, boost::asio::recycling_allocator<void>()));
+  p->~Node();
+  std::allocator_traits<alloc_t>::deallocate(alloc, p, 1);
+}
+
+template <class Handler, class Executor, class... Args>
+class waiter_impl final : public waiter<Args...> {
+public:
   template <class H>
   static waiter_impl* create(H&& h, const Executor& ex) {
-    node_allocator alloc(
-        boost::asio::get_associated_allocator(h, boost::asio::recycling_allocator<void>()));
-    waiter_impl* p = std::allocator_traits<node_allocator>::allocate(alloc, 1);
+    waiter_impl* p = allocate_node<waiter_impl>(h);
     try {
       ::new (static_cast<void*>(p)) waiter_impl(std::forward<H>(h), ex);
     } catch (...) {
-      std::allocator_traits<node_allocator>::deallocate(alloc, p, 1);
+      deallocate_node(p, h);
       throw;
     }
     return p;
@@ -79,10 +156,6 @@ public:
   void on_cancel(OnCancel f) {
     auto slot = boost::asio::get_associated_cancellation_slot(handler_);
     if (slot.is_connected()) slot.template emplace<cancel_handler<OnCancel>>(this, std::move(f));
-  }
-
-  bool cancellable() const noexcept {
-    return boost::asio::get_associated_cancellation_slot(handler_).is_connected();
   }
 
 private:
@@ -99,71 +172,33 @@ private:
     }
   };
 
-  // When the handler runs on the owner's own io_context executor (the usual case for a
-  // coroutine on the loop), completion is posted through the concrete executor: no type-erased
-  // executor is copied or queried on the way.
-  using io_executor = boost::asio::io_context::executor_type;
-  static constexpr bool may_be_fast =
-      std::is_same_v<Executor, io_executor> &&
-      std::is_same_v<executor_type, boost::asio::any_io_executor>;
-  using fast_executor = std::decay_t<decltype(boost::asio::require(
-      std::declval<io_executor>(), boost::asio::execution::outstanding_work.tracked,
-      boost::asio::execution::blocking.never))>;
-
   template <class H>
   waiter_impl(H&& h, const Executor& ex)
-      : waiter<Args...>(&do_complete, &do_destroy), handler_(std::forward<H>(h)) {
-    auto hex = boost::asio::get_associated_executor(handler_, ex);
-    if constexpr (may_be_fast) {
-      if (const io_executor* target = hex.template target<io_executor>(); target && *target == ex) {
-        fast_.emplace(boost::asio::require(ex, boost::asio::execution::outstanding_work.tracked,
-                                           boost::asio::execution::blocking.never));
-        return;
-      }
-    }
-    work_.emplace(boost::asio::prefer(hex, boost::asio::execution::outstanding_work.tracked));
-  }
+      : waiter<Args...>(&do_complete, &do_destroy), handler_(std::forward<H>(h)), work_(handler_, ex) {}
 
   void clear_slot() noexcept {
     auto slot = boost::asio::get_associated_cancellation_slot(handler_);
     if (slot.is_connected()) slot.clear();
   }
 
-  void free() noexcept {
-    node_allocator alloc(
-        boost::asio::get_associated_allocator(handler_, boost::asio::recycling_allocator<void>()));
-    this->~waiter_impl();
-    std::allocator_traits<node_allocator>::deallocate(alloc, this, 1);
-  }
-
   static void do_complete(waiter<Args...>* base, Args&&... args) {
     auto* self = static_cast<waiter_impl*>(base);
     self->clear_slot();
+    auto alloc = boost::asio::get_associated_allocator(self->handler_, boost::asio::recycling_allocator<void>());
     Handler handler(std::move(self->handler_));
-    if constexpr (may_be_fast) {
-      if (self->fast_) {
-        fast_executor ex(std::move(*self->fast_));
-        self->free();
-        ex.execute([h = std::move(handler), tup = std::make_tuple(std::move(args)...)]() mutable {
-          std::apply(std::move(h), std::move(tup));
-        });
-        return;
-      }
-    }
-    work_type work(std::move(*self->work_));
-    self->free();
-    boost::asio::post(work, boost::asio::append(std::move(handler), std::move(args)...));
+    completion_work<Handler, Executor> work(std::move(self->work_));
+    destroy_node(self, boost::asio::bind_allocator(alloc, 0));
+    work.post(std::move(handler), std::move(args)...);
   }
 
   static void do_destroy(waiter<Args...>* base) noexcept {
     auto* self = static_cast<waiter_impl*>(base);
     self->clear_slot();
-    self->free();
+    destroy_node(self, self->handler_);
   }
 
   Handler handler_;
-  std::optional<work_type> work_;
-  std::conditional_t<may_be_fast, std::optional<fast_executor>, std::optional<work_type>> fast_;
+  completion_work<Handler, Executor> work_;
 };
 
 } // namespace boost::tornado::detail

@@ -1,0 +1,155 @@
+// Waiters of the locks and queues: nodes of an intrusive list with an optional timeout timer
+// and a cancellation slot. The primitive (the "owner") holds its lock while it links, unlinks
+// and completes nodes; a node leaves the list exactly once -- handed a permit or item, timed
+// out, cancelled, or flushed when the owner is destroyed -- so a handed-over permit or item is
+// never lost to a late cancellation.
+#ifndef BOOST_TORNADO_DETAIL_WAIT_LIST_HPP
+#define BOOST_TORNADO_DETAIL_WAIT_LIST_HPP
+
+#include <boost/tornado/async.hpp>
+#include <boost/tornado/detail/waiter.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/system_executor.hpp>
+#include <atomic>
+#include <mutex>
+#include <optional>
+#include <tuple>
+
+namespace boost::tornado::detail {
+
+// The single-thread primitives' lock: costs nothing.
+struct null_mutex {
+  void lock() noexcept {}
+  void unlock() noexcept {}
+};
+
+template <class... Args>
+class prim_waiter : public list_node {
+public:
+  // Completes a node the owner has just unlinked (the owner's lock is held): the handler is
+  // posted, never called here.
+  void complete(Args... args) { complete_(this, std::move(args)...); }
+
+protected:
+  using complete_fn = void (*)(prim_waiter*, Args&&...);
+  explicit prim_waiter(complete_fn f) noexcept : complete_(f) {}
+
+private:
+  complete_fn complete_;
+};
+
+// Owner requirements, all called with the owner's lock held and the node still linked:
+//   void on_waiter_timeout(Base* w);   unlink w and complete it as timed out
+//   void on_waiter_cancel(Base* w);    unlink w and complete it as cancelled
+//   Mutex& waiter_mutex();
+template <class Base, class Handler, class Owner>
+class prim_waiter_node final : public Base {
+  using default_executor = boost::asio::system_executor;
+  using work_t = completion_work<Handler, default_executor>;
+
+public:
+  // Allocates the node with the handler's allocator and arms its timer and cancellation.
+  template <class H, class... BaseArgs>
+  static prim_waiter_node* create(H&& h, Owner* owner, BaseArgs&&... base_args) {
+    prim_waiter_node* p = allocate_node<prim_waiter_node>(h);
+    try {
+      ::new (static_cast<void*>(p)) prim_waiter_node(std::forward<H>(h), owner, std::forward<BaseArgs>(base_args)...);
+    } catch (...) {
+      deallocate_node(p, h);
+      throw;
+    }
+    return p;
+  }
+
+  // Called once the node is linked (owner's lock held).
+  void arm(const Deadline& deadline) {
+    if (deadline) {
+      timer_.emplace(boost::asio::get_associated_executor(handler_, default_executor()), deadline.when());
+      timer_->async_wait([this](const boost::system::error_code& ec) { on_timer(ec); });
+    }
+    auto slot = boost::asio::get_associated_cancellation_slot(handler_);
+    if (slot.is_connected()) slot.template emplace<cancel_handler>(this);
+  }
+
+private:
+  struct cancel_handler {
+    prim_waiter_node* self;
+    explicit cancel_handler(prim_waiter_node* s) noexcept : self(s) {}
+    void operator()(boost::asio::cancellation_type) {
+      prim_waiter_node* node = self;  // completing the node destroys this handler
+      Owner* owner = node->owner_;
+      std::lock_guard lock(owner->waiter_mutex());
+      if (node->linked()) owner->on_waiter_cancel(node);
+    }
+  };
+
+  template <class H, class... BaseArgs>
+  prim_waiter_node(H&& h, Owner* owner, BaseArgs&&... base_args)
+      : Base(&do_complete, std::forward<BaseArgs>(base_args)...), handler_(std::forward<H>(h)),
+        work_(handler_, default_executor()), owner_(owner) {}
+
+  void on_timer(const boost::system::error_code& ec) {
+    // Aborted: the node completed and freed itself; do not touch it.
+    if (ec == boost::asio::error::operation_aborted) return;
+    if (completed_.load(std::memory_order_acquire)) return release_after_timer();
+    {
+      std::lock_guard lock(owner_->waiter_mutex());
+      if (!completed_.load(std::memory_order_relaxed)) {
+        timer_fired_ = true;
+        owner_->on_waiter_timeout(this);  // completes (and frees) this node
+        return;
+      }
+    }
+    release_after_timer();
+  }
+
+  void release_after_timer() noexcept { destroy_node(this, boost::asio::bind_allocator(alloc_, 0)); }
+
+  static void do_complete(typename Base::prim_waiter* base, auto&&... args) {
+    auto* self = static_cast<prim_waiter_node*>(base);
+    auto slot = boost::asio::get_associated_cancellation_slot(self->handler_);
+    if (slot.is_connected()) slot.clear();
+    self->alloc_ = boost::asio::get_associated_allocator(self->handler_, boost::asio::recycling_allocator<void>());
+    Handler handler(std::move(self->handler_));
+    work_t work(std::move(self->work_));
+    // A timer whose handler is already queued (cancel() finds nothing to cancel) frees the node.
+    bool timer_owns_node = self->timer_ && !self->timer_fired_ && self->timer_->cancel() == 0;
+    if (timer_owns_node) {
+      self->completed_.store(true, std::memory_order_release);
+    } else {
+      destroy_node(self, boost::asio::bind_allocator(self->alloc_, 0));
+    }
+    work.post(std::move(handler), std::forward<decltype(args)>(args)...);
+  }
+
+  Handler handler_;
+  work_t work_;
+  Owner* owner_;
+  std::optional<boost::asio::steady_timer> timer_;
+  node_allocator_t<Handler> alloc_{boost::asio::get_associated_allocator(handler_, boost::asio::recycling_allocator<void>())};
+  bool timer_fired_ = false;
+  std::atomic<bool> completed_{false};
+};
+
+// Starts a wait: makes the node, links it at the back of `list` and arms it. The owner's lock
+// is held by the caller.
+template <class Base, class Owner, class Handler, class... BaseArgs>
+void enqueue_waiter(Handler&& handler, Owner* owner, intrusive_list& list, const Deadline& deadline,
+                    BaseArgs&&... base_args) {
+  using node = prim_waiter_node<Base, std::decay_t<Handler>, Owner>;
+  node* n = node::create(std::forward<Handler>(handler), owner, std::forward<BaseArgs>(base_args)...);
+  list.push_back(n);
+  n->arm(deadline);
+}
+
+// Completes every waiter of `list` with the arguments make_args() returns as a tuple (the owner
+// is going away, or releases everyone).
+template <class Base, class MakeArgs>
+void complete_all(intrusive_list& list, MakeArgs make_args) {
+  while (list_node* n = list.pop_front())
+    std::apply([n](auto&&... a) { static_cast<Base*>(n)->complete(std::move(a)...); }, make_args());
+}
+
+} // namespace boost::tornado::detail
+
+#endif
