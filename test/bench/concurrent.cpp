@@ -2,6 +2,7 @@
 // asio::experimental::channel handing an item between two coroutines (capacity 0 and 1).
 #include <boost/tornado/concurrent.hpp>
 #include "bench.hpp"
+#include "channel_baseline.hpp"
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/channel.hpp>
@@ -10,7 +11,6 @@
 
 namespace asio = boost::asio;
 namespace tornado = boost::tornado;
-using channel = asio::experimental::channel<void(boost::system::error_code, int)>;
 
 // Each item: a Future made, settled by a loop callback, and awaited.
 static asio::awaitable<void> future_consumer(tornado::IOLoop& loop, int n, long long& sum) {
@@ -18,19 +18,6 @@ static asio::awaitable<void> future_consumer(tornado::IOLoop& loop, int n, long 
     tornado::Future<int> f(loop.get_executor());
     loop.add_callback([f, i]() mutable { f.set_result(i); });
     sum += co_await f.async_wait();
-  }
-}
-
-static asio::awaitable<void> producer(channel& ch, int n) {
-  for (int i = 0; i < n; ++i) co_await ch.async_send(boost::system::error_code{}, i, asio::use_awaitable);
-  ch.close();
-}
-
-static asio::awaitable<void> consumer(channel& ch, long long& sum) {
-  for (;;) {
-    auto [ec, v] = co_await ch.async_receive(asio::as_tuple(asio::use_awaitable));
-    if (ec) break;
-    sum += v;
   }
 }
 
@@ -44,13 +31,7 @@ int main() {
     loop.context().run();
   });
   for (std::size_t cap : {0, 1}) {
-    double theirs = bench::best_seconds(3, [&] {
-      asio::io_context ctx(1);
-      channel ch(ctx, cap);
-      asio::co_spawn(ctx, producer(ch, n), asio::detached);
-      asio::co_spawn(ctx, consumer(ch, sum), asio::detached);
-      ctx.run();
-    });
+    double theirs = bench::best_seconds(3, [&] { bench::channel_handoff(cap, n, sum); });
     std::string name = "future_set_result_resume_vs_channel_cap" + std::to_string(cap);
     bench::report(name.c_str(), ours / n * 1e9, "asio_channel", theirs / n * 1e9, "ns/item");
   }

@@ -2,34 +2,19 @@
 // asio::experimental::channel of the same capacity (64 for the unbounded queue).
 #include <boost/tornado/queues.hpp>
 #include "bench.hpp"
-#include <boost/asio/as_tuple.hpp>
+#include "channel_baseline.hpp"
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/experimental/channel.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <string>
 
 namespace asio = boost::asio;
 namespace tornado = boost::tornado;
-using channel = asio::experimental::channel<void(boost::system::error_code, int)>;
-
 static asio::awaitable<void> produce(tornado::Queue<int>& q, int n) {
   for (int i = 0; i < n; ++i) co_await q.put(i);
 }
 static asio::awaitable<void> consume(tornado::Queue<int>& q, int n, long long& sum) {
   for (int i = 0; i < n; ++i) sum += co_await q.get();
-}
-static asio::awaitable<void> produce(channel& ch, int n) {
-  for (int i = 0; i < n; ++i) co_await ch.async_send(boost::system::error_code{}, i, asio::use_awaitable);
-  ch.close();
-}
-static asio::awaitable<void> consume(channel& ch, long long& sum) {
-  for (;;) {
-    auto [ec, v] = co_await ch.async_receive(asio::as_tuple(asio::use_awaitable));
-    if (ec) break;
-    sum += v;
-  }
 }
 
 int main() {
@@ -46,13 +31,7 @@ int main() {
         asio::co_spawn(ctx, consume(q, n, sum), asio::detached);
         ctx.run();
       }));
-      theirs = std::min(theirs, bench::best_seconds(1, [&] {
-        asio::io_context ctx(1);
-        channel ch(ctx, cap);
-        asio::co_spawn(ctx, produce(ch, n), asio::detached);
-        asio::co_spawn(ctx, consume(ch, sum), asio::detached);
-        ctx.run();
-      }));
+      theirs = std::min(theirs, bench::best_seconds(1, [&] { bench::channel_handoff(cap, n, sum); }));
     }
     std::string name = "queue_handoff_maxsize_" + (maxsize ? std::to_string(maxsize) : std::string("unbounded"));
     std::string base = "asio_channel_cap" + std::to_string(cap);
