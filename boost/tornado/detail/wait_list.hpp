@@ -14,6 +14,7 @@
 #include <mutex>
 #include <optional>
 #include <tuple>
+#include <utility>
 
 namespace boost::tornado::detail {
 
@@ -65,7 +66,8 @@ public:
   void arm(const Deadline& deadline) {
     if (deadline) {
       timer_.emplace(boost::asio::get_associated_executor(handler_, default_executor()), deadline.when());
-      timer_->async_wait([this](const boost::system::error_code& ec) { on_timer(ec); });
+      refs_.fetch_add(1, std::memory_order_relaxed);  // the timer's handler holds one
+      timer_->async_wait(timer_handler(this));
     }
     auto slot = boost::asio::get_associated_cancellation_slot(handler_);
     if (slot.is_connected()) slot.template emplace<cancel_handler>(this);
@@ -88,22 +90,37 @@ private:
       : Base(&do_complete, std::forward<BaseArgs>(base_args)...), handler_(std::forward<H>(h)),
         work_(handler_, default_executor()), owner_(owner) {}
 
-  void on_timer(const boost::system::error_code& ec) {
-    // Aborted: the node completed and freed itself; do not touch it.
-    if (ec == boost::asio::error::operation_aborted) return;
-    if (completed_.load(std::memory_order_acquire)) return release_after_timer();
-    {
-      std::lock_guard lock(owner_->waiter_mutex());
-      if (!completed_.load(std::memory_order_relaxed)) {
-        timer_fired_ = true;
-        owner_->on_waiter_timeout(this);  // completes (and frees) this node
-        return;
-      }
+  // The timer's handler keeps the node alive until it has run -- or, if the io_context is
+  // destroyed with it still queued, until it is destroyed -- so the node is freed exactly once,
+  // by whichever of it and the completion lets go last.
+  class timer_handler {
+  public:
+    explicit timer_handler(prim_waiter_node* n) noexcept : node_(n) {}
+    timer_handler(timer_handler&& o) noexcept : node_(std::exchange(o.node_, nullptr)) {}
+    timer_handler& operator=(timer_handler&&) = delete;
+    ~timer_handler() {
+      if (node_) node_->release();
     }
-    release_after_timer();
+    void operator()(const boost::system::error_code& ec) {
+      prim_waiter_node* n = std::exchange(node_, nullptr);
+      if (!ec) n->on_timer();
+      n->release();
+    }
+
+  private:
+    prim_waiter_node* node_;
+  };
+
+  void on_timer() {
+    if (completed_.load(std::memory_order_acquire)) return;
+    std::lock_guard lock(owner_->waiter_mutex());
+    if (!completed_.load(std::memory_order_relaxed)) owner_->on_waiter_timeout(this);
   }
 
-  void release_after_timer() noexcept { destroy_node(this, boost::asio::bind_allocator(alloc_, 0)); }
+  void release() noexcept {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1)
+      destroy_node(this, boost::asio::bind_allocator(alloc_, 0));
+  }
 
   static void do_complete(typename Base::prim_waiter* base, auto&&... args) {
     auto* self = static_cast<prim_waiter_node*>(base);
@@ -112,13 +129,9 @@ private:
     self->alloc_ = boost::asio::get_associated_allocator(self->handler_, boost::asio::recycling_allocator<void>());
     Handler handler(std::move(self->handler_));
     work_t work(std::move(self->work_));
-    // A timer whose handler is already queued (cancel() finds nothing to cancel) frees the node.
-    bool timer_owns_node = self->timer_ && !self->timer_fired_ && self->timer_->cancel() == 0;
-    if (timer_owns_node) {
-      self->completed_.store(true, std::memory_order_release);
-    } else {
-      destroy_node(self, boost::asio::bind_allocator(self->alloc_, 0));
-    }
+    self->completed_.store(true, std::memory_order_release);
+    if (self->timer_) self->timer_->cancel();
+    self->release();
     work.post(std::move(handler), std::forward<decltype(args)>(args)...);
   }
 
@@ -127,7 +140,7 @@ private:
   Owner* owner_;
   std::optional<boost::asio::steady_timer> timer_;
   node_allocator_t<Handler> alloc_{boost::asio::get_associated_allocator(handler_, boost::asio::recycling_allocator<void>())};
-  bool timer_fired_ = false;
+  std::atomic<int> refs_{1};  // the list/completion, plus the timer's handler while armed
   std::atomic<bool> completed_{false};
 };
 
