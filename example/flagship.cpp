@@ -1,11 +1,14 @@
 // Boost.Tornado in one program: an IOLoop with timeouts, a PeriodicCallback heartbeat, a
-// Future settled by a worker thread, and run_sync to drive it all from main().
+// Future settled by a worker thread, a producer/consumer stage built from a Queue and a
+// Condition, and run_sync to drive it all from main().
 #include <boost/tornado.hpp>
 
 #include <chrono>
 #include <cstdio>
+#include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace asio = boost::asio;
 namespace tornado = boost::tornado;
@@ -24,6 +27,43 @@ static void say(const std::string& what) {
 static std::string build_report() {
   std::this_thread::sleep_for(100ms);
   return "42 widgets counted";
+}
+
+// A consumer of the packing stage: waits on the Condition for the start signal, then takes
+// words from the queue until it gets the empty stop word.
+static asio::awaitable<void> packer(int id, tornado::Condition& go,
+                                    tornado::Queue<std::string>& words) {
+  co_await go.wait();
+  say("packer " + std::to_string(id) + " starts");
+  for (;;) {
+    std::string word = co_await words.get();
+    if (word.empty()) co_return;
+    co_await gen::sleep(10ms);  // packing takes a while
+    say("packer " + std::to_string(id) + " packed \"" + word + "\"");
+    words.task_done();
+  }
+}
+
+// The producer side: starts two packers, feeds them the report's words through a queue with
+// room for two (a third put waits for a packer to take one), and waits until all are packed.
+static asio::awaitable<void> pack(std::string text) {
+  tornado::Condition go;
+  tornado::Queue<std::string> words(2);
+  std::vector<Future<void>> packers;
+  for (int id = 1; id <= 2; ++id)
+    packers.push_back(tornado::to_tornado_future(packer(id, go, words)));
+
+  // A notification reaches only coroutines already waiting: let the packers get there first.
+  co_await gen::moment();
+  say(std::to_string(go.waiters()) + " packers wait on the Condition; notify_all()");
+  go.notify_all();
+
+  std::istringstream in(text);
+  for (std::string word; in >> word;) co_await words.put(word);
+  co_await words.join();  // every word put has been matched by a task_done()
+  say("all words packed");
+  for (std::size_t i = 0; i < packers.size(); ++i) co_await words.put("");
+  co_await gen::multi(std::move(packers));
 }
 
 static asio::awaitable<std::string> main_task() {
@@ -51,6 +91,8 @@ static asio::awaitable<std::string> main_task() {
   std::string text = co_await report.async_wait();
   heartbeat.stop();
   say("worker delivered: " + text);
+
+  co_await pack(text);
   co_return text;
 }
 

@@ -546,6 +546,19 @@ BOOST_AUTO_TEST_CASE(test_multi_release) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(test_context_manager_misuse) {
+  // Releasing by hand inside the guard's scope: the guard's own release fails, which is
+  // logged (Tornado raises RuntimeError on leaving `async with`), never thrown from a destructor.
+  test::log_capture logs;
+  tornado::Lock lock;
+  loop.run_sync([&]() -> asio::awaitable<void> {
+    auto g = co_await lock.acquire();
+    lock.release();
+  });
+  BOOST_TEST(!lock.locked());
+  BOOST_TEST(logs.contains("Exception releasing a guard: release unlocked lock"));
+}
+
 BOOST_AUTO_TEST_CASE(ownership_goes_to_the_first_waiter) {
   // No barging: after release() with a waiter, a fresh acquire must wait its turn.
   tornado::Lock lock;

@@ -7,6 +7,7 @@
 
 #include <boost/tornado/detail/config.hpp>
 #include <boost/tornado/async.hpp>
+#include <boost/tornado/log.hpp>
 #include <boost/tornado/detail/wait_list.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <cstddef>
@@ -29,7 +30,15 @@ public:
     }
     return *this;
   }
-  ~release_guard() { reset(); }
+  // A release that fails here (the permit was already released by hand) is logged, not thrown
+  // out of the destructor.
+  ~release_guard() {
+    try {
+      reset();
+    } catch (...) {
+      log_exception(app_log, "Exception releasing a guard", std::current_exception());
+    }
+  }
 
   bool owns() const noexcept { return p_ != nullptr; }
   explicit operator bool() const noexcept { return owns(); }
