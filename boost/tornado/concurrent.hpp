@@ -6,7 +6,7 @@
 #include <boost/tornado/detail/config.hpp>
 #include <boost/tornado/ioloop.hpp>
 #include <boost/tornado/async.hpp>
-#include <boost/tornado/detail/waiter.hpp>
+#include <boost/tornado/detail/wait_list.hpp>
 #include <boost/asio/execution.hpp>
 #include <boost/asio/system_executor.hpp>
 #include <atomic>

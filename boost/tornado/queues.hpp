@@ -60,7 +60,7 @@ public:
   using getter_base = detail::prim_waiter<boost::system::error_code, T>;
   struct putter_base : detail::prim_waiter<boost::system::error_code> {
     using base = detail::prim_waiter<boost::system::error_code>;
-    putter_base(typename base::complete_fn f, T&& v) : base(f), item(std::move(v)) {}
+    putter_base(const typename base::ops* o, T&& v) : base(o), item(std::move(v)) {}
     T item;
   };
   Mutex& waiter_mutex() const noexcept { return mutex_; }

@@ -1,5 +1,5 @@
-// Waiters of the locks and queues: nodes of an intrusive list with an optional timeout timer
-// and a cancellation slot. The primitive (the "owner") holds its lock while it links, unlinks
+// Waiters of the Futures, locks and queues: nodes of an intrusive list with an optional
+// timeout timer and a cancellation slot. The primitive (the "owner") holds its lock while it links, unlinks
 // and completes nodes; a node leaves the list exactly once -- handed a permit or item, timed
 // out, cancelled, or flushed when the owner is destroyed -- so a handed-over permit or item is
 // never lost to a late cancellation.
@@ -7,6 +7,7 @@
 #define BOOST_TORNADO_DETAIL_WAIT_LIST_HPP
 
 #include <boost/tornado/async.hpp>
+#include <boost/tornado/detail/list.hpp>
 #include <boost/tornado/detail/waiter.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/system_executor.hpp>
@@ -27,34 +28,42 @@ struct null_mutex {
 template <class... Args>
 class prim_waiter : public list_node {
 public:
+  struct ops {
+    void (*complete)(prim_waiter*, Args&&...);
+    void (*destroy)(prim_waiter*) noexcept;
+  };
+
   // Completes a node the owner has just unlinked (the owner's lock is held): the handler is
   // posted, never called here.
-  void complete(Args... args) { complete_(this, std::move(args)...); }
+  void complete(Args... args) { ops_->complete(this, std::move(args)...); }
+  // Frees an unlinked node without calling its handler (a Future whose last handle is gone).
+  void destroy() noexcept { ops_->destroy(this); }
 
 protected:
-  using complete_fn = void (*)(prim_waiter*, Args&&...);
-  explicit prim_waiter(complete_fn f) noexcept : complete_(f) {}
+  explicit prim_waiter(const ops* o) noexcept : ops_(o) {}
 
 private:
-  complete_fn complete_;
+  const ops* ops_;
 };
 
 // Owner requirements, all called with the owner's lock held and the node still linked:
 //   void on_waiter_timeout(Base* w);   unlink w and complete it as timed out
 //   void on_waiter_cancel(Base* w);    unlink w and complete it as cancelled
 //   Mutex& waiter_mutex();
-template <class Base, class Handler, class Owner>
+// DefaultExecutor runs handlers that have no associated executor: Asio's system executor for
+// the primitives (bound to no executor), the loop's for a Future.
+template <class Base, class Handler, class Owner, class DefaultExecutor>
 class prim_waiter_node final : public Base {
-  using default_executor = boost::asio::system_executor;
-  using work_t = completion_work<Handler, default_executor>;
+  using work_t = completion_work<Handler, DefaultExecutor>;
 
 public:
-  // Allocates the node with the handler's allocator and arms its timer and cancellation.
+  // Allocates the node with the handler's allocator.
   template <class H, class... BaseArgs>
-  static prim_waiter_node* create(H&& h, Owner* owner, BaseArgs&&... base_args) {
+  static prim_waiter_node* create(H&& h, Owner* owner, const DefaultExecutor& ex, BaseArgs&&... base_args) {
     prim_waiter_node* p = allocate_node<prim_waiter_node>(h);
     try {
-      ::new (static_cast<void*>(p)) prim_waiter_node(std::forward<H>(h), owner, std::forward<BaseArgs>(base_args)...);
+      ::new (static_cast<void*>(p))
+          prim_waiter_node(std::forward<H>(h), owner, ex, std::forward<BaseArgs>(base_args)...);
     } catch (...) {
       deallocate_node(p, h);
       throw;
@@ -65,7 +74,7 @@ public:
   // Called once the node is linked (owner's lock held).
   void arm(const Deadline& deadline) {
     if (deadline) {
-      timer_.emplace(boost::asio::get_associated_executor(handler_, default_executor()), deadline.when());
+      timer_.emplace(boost::asio::get_associated_executor(handler_, default_ex_), deadline.when());
       refs_.fetch_add(1, std::memory_order_relaxed);  // the timer's handler holds one
       timer_->async_wait(timer_handler(this));
     }
@@ -85,10 +94,12 @@ private:
     }
   };
 
+  static const typename Base::ops node_ops;
+
   template <class H, class... BaseArgs>
-  prim_waiter_node(H&& h, Owner* owner, BaseArgs&&... base_args)
-      : Base(&do_complete, std::forward<BaseArgs>(base_args)...), handler_(std::forward<H>(h)),
-        work_(handler_, default_executor()), owner_(owner) {}
+  prim_waiter_node(H&& h, Owner* owner, const DefaultExecutor& ex, BaseArgs&&... base_args)
+      : Base(&node_ops, std::forward<BaseArgs>(base_args)...), handler_(std::forward<H>(h)),
+        work_(handler_, ex), owner_(owner), default_ex_(ex) {}
 
   // The timer's handler keeps the node alive until it has run -- or, if the io_context is
   // destroyed with it still queued, until it is destroyed -- so the node is freed exactly once,
@@ -129,30 +140,56 @@ private:
     self->alloc_ = boost::asio::get_associated_allocator(self->handler_, boost::asio::recycling_allocator<void>());
     Handler handler(std::move(self->handler_));
     work_t work(std::move(self->work_));
-    self->completed_.store(true, std::memory_order_release);
-    if (self->timer_) self->timer_->cancel();
-    self->release();
+    self->finish();
     work.post(std::move(handler), std::forward<decltype(args)>(args)...);
+  }
+
+  static void do_destroy(typename Base::prim_waiter* base) noexcept {
+    auto* self = static_cast<prim_waiter_node*>(base);
+    auto slot = boost::asio::get_associated_cancellation_slot(self->handler_);
+    if (slot.is_connected()) slot.clear();
+    self->finish();
+  }
+
+  // Lets go of the completion's reference. Without a timer there is no other: free at once.
+  void finish() noexcept {
+    if (!timer_) return destroy_node(this, boost::asio::bind_allocator(alloc_, 0));
+    completed_.store(true, std::memory_order_release);
+    timer_->cancel();
+    release();
   }
 
   Handler handler_;
   work_t work_;
   Owner* owner_;
+  DefaultExecutor default_ex_;
   std::optional<boost::asio::steady_timer> timer_;
   node_allocator_t<Handler> alloc_{boost::asio::get_associated_allocator(handler_, boost::asio::recycling_allocator<void>())};
   std::atomic<int> refs_{1};  // the list/completion, plus the timer's handler while armed
   std::atomic<bool> completed_{false};
 };
 
+template <class Base, class Handler, class Owner, class DefaultExecutor>
+const typename Base::ops prim_waiter_node<Base, Handler, Owner, DefaultExecutor>::node_ops{
+    &prim_waiter_node::do_complete, &prim_waiter_node::do_destroy};
+
 // Starts a wait: makes the node, links it at the back of `list` and arms it. The owner's lock
 // is held by the caller.
+template <class Base, class Owner, class Handler, class DefaultExecutor, class... BaseArgs>
+void enqueue_waiter_on(const DefaultExecutor& ex, Handler&& handler, Owner* owner, intrusive_list& list,
+                       const Deadline& deadline, BaseArgs&&... base_args) {
+  using node = prim_waiter_node<Base, std::decay_t<Handler>, Owner, DefaultExecutor>;
+  node* n = node::create(std::forward<Handler>(handler), owner, ex, std::forward<BaseArgs>(base_args)...);
+  list.push_back(n);
+  n->arm(deadline);
+}
+
+// The primitives are bound to no executor: handlers without one run on Asio's system executor.
 template <class Base, class Owner, class Handler, class... BaseArgs>
 void enqueue_waiter(Handler&& handler, Owner* owner, intrusive_list& list, const Deadline& deadline,
                     BaseArgs&&... base_args) {
-  using node = prim_waiter_node<Base, std::decay_t<Handler>, Owner>;
-  node* n = node::create(std::forward<Handler>(handler), owner, std::forward<BaseArgs>(base_args)...);
-  list.push_back(n);
-  n->arm(deadline);
+  enqueue_waiter_on<Base>(boost::asio::system_executor(), std::forward<Handler>(handler), owner, list,
+                          deadline, std::forward<BaseArgs>(base_args)...);
 }
 
 // Completes every waiter of `list` with the arguments make_args() returns as a tuple (the owner

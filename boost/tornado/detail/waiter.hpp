@@ -1,11 +1,9 @@
-// A suspended operation waiting in an intrusive list (future waiters; later locks and
-// queues). One allocation with the handler's allocator; the handler's executor is kept busy
-// while it waits. Completion order: clear the cancellation slot, move the handler out, free
-// the node, then post -- user code never runs inside the call that completes a waiter.
+// What every waiting operation needs from its handler: the handler's executor kept busy while
+// it waits, the completion posted there (never called inline), and node memory from the
+// handler's allocator. The waiters themselves are in wait_list.hpp.
 #ifndef BOOST_TORNADO_DETAIL_WAITER_HPP
 #define BOOST_TORNADO_DETAIL_WAITER_HPP
 
-#include <boost/tornado/detail/list.hpp>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/append.hpp>
 #include <boost/asio/io_context.hpp>
@@ -25,21 +23,6 @@
 #include <utility>
 
 namespace boost::tornado::detail {
-
-template <class... Args>
-struct waiter : list_node {
-  using complete_fn = void (*)(waiter*, Args&&...);
-  using destroy_fn = void (*)(waiter*) noexcept;
-
-  void complete(Args... args) { complete_(this, std::move(args)...); }
-  void destroy() noexcept { destroy_(this); }
-
-  waiter(complete_fn c, destroy_fn d) noexcept : complete_(c), destroy_(d) {}
-
-private:
-  complete_fn complete_;
-  destroy_fn destroy_;
-};
 
 // Posts `handler(args...)` to the handler's associated executor (or `ex`).
 template <class Handler, class Executor, class... Args>
@@ -134,72 +117,6 @@ void destroy_node(Node* p, const Handler& h) noexcept {
   p->~Node();
   std::allocator_traits<alloc_t>::deallocate(alloc, p, 1);
 }
-
-template <class Handler, class Executor, class... Args>
-class waiter_impl final : public waiter<Args...> {
-public:
-  template <class H>
-  static waiter_impl* create(H&& h, const Executor& ex) {
-    waiter_impl* p = allocate_node<waiter_impl>(h);
-    try {
-      ::new (static_cast<void*>(p)) waiter_impl(std::forward<H>(h), ex);
-    } catch (...) {
-      deallocate_node(p, h);
-      throw;
-    }
-    return p;
-  }
-
-  // Routes a cancellation request on the handler's slot to `on_cancel(waiter*, type)`; the
-  // owner unlinks the waiter (if it is still waiting) and completes it.
-  template <class OnCancel>
-  void on_cancel(OnCancel f) {
-    auto slot = boost::asio::get_associated_cancellation_slot(handler_);
-    if (slot.is_connected()) slot.template emplace<cancel_handler<OnCancel>>(this, std::move(f));
-  }
-
-private:
-  template <class OnCancel>
-  struct cancel_handler {
-    waiter_impl* self;
-    OnCancel f;
-    cancel_handler(waiter_impl* s, OnCancel fn) : self(s), f(std::move(fn)) {}
-    void operator()(boost::asio::cancellation_type type) {
-      // Completing the waiter destroys this handler: work from copies.
-      auto* w = self;
-      OnCancel fn = f;
-      fn(static_cast<waiter<Args...>*>(w), type);
-    }
-  };
-
-  template <class H>
-  waiter_impl(H&& h, const Executor& ex)
-      : waiter<Args...>(&do_complete, &do_destroy), handler_(std::forward<H>(h)), work_(handler_, ex) {}
-
-  void clear_slot() noexcept {
-    auto slot = boost::asio::get_associated_cancellation_slot(handler_);
-    if (slot.is_connected()) slot.clear();
-  }
-
-  static void do_complete(waiter<Args...>* base, Args&&... args) {
-    auto* self = static_cast<waiter_impl*>(base);
-    self->clear_slot();
-    auto alloc = boost::asio::get_associated_allocator(self->handler_, boost::asio::recycling_allocator<void>());
-    Handler handler(std::move(self->handler_));
-    completion_work<Handler, Executor> work(std::move(self->work_));
-    destroy_node(self, boost::asio::bind_allocator(alloc, 0));
-    work.post(std::move(handler), std::move(args)...);
-  }
-
-  static void do_destroy(waiter<Args...>* base) noexcept {
-    auto* self = static_cast<waiter_impl*>(base);
-    self->clear_slot();
-    destroy_node(self, self->handler_);
-  }
-
-  Handler handler_;
-  completion_work<Handler, Executor> work_;
-};
 
 } // namespace boost::tornado::detail
 

@@ -4,6 +4,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/recycling_allocator.hpp>
 #include <boost/tornado/detail/spinlock.hpp>
+#include <boost/tornado/detail/wait_list.hpp>
 #include <functional>
 #include <vector>
 
@@ -14,8 +15,8 @@ template <class T>
 struct future_state {
   using value_type = typename future_value<T>::type;
   using executor_type = IOLoop::executor_type;
-  using waiter_type = std::conditional_t<std::is_void_v<T>, waiter<std::exception_ptr>,
-                                         waiter<std::exception_ptr, T>>;
+  using waiter_type = std::conditional_t<std::is_void_v<T>, prim_waiter<std::exception_ptr>,
+                                         prim_waiter<std::exception_ptr, T>>;
   enum status_t : unsigned char { pending, finished, cancelled_ };
 
   explicit future_state(executor_type ex) noexcept : loop(ex) {}
@@ -77,19 +78,20 @@ struct future_state {
       }
       return;
     }
-    using impl = std::conditional_t<
-        std::is_void_v<T>, waiter_impl<std::decay_t<Handler>, executor_type, std::exception_ptr>,
-        waiter_impl<std::decay_t<Handler>, executor_type, std::exception_ptr, T>>;
-    impl* w = impl::create(std::forward<Handler>(handler), loop);
-    waiters.push_back(w);
-    w->on_cancel([this](waiter_type* node, boost::asio::cancellation_type) {
-      std::lock_guard guard(mutex);
-      if (!node->linked()) return;
-      intrusive_list::unlink(node);
-      if constexpr (std::is_void_v<T>) node->complete(std::make_exception_ptr(CancelledError()));
-      else node->complete(std::make_exception_ptr(CancelledError()), T{});
-    });
+    // The same waiter as the locks' and queues', without a timer; handlers with no executor
+    // of their own run on the loop.
+    enqueue_waiter_on<waiter_type>(loop, std::forward<Handler>(handler), this, waiters, Deadline());
   }
+
+  // Waiter-list hooks (the lock is held, the node linked). Cancelling a wait leaves the Future
+  // as it is.
+  spinlock& waiter_mutex() const noexcept { return mutex; }
+  void on_waiter_cancel(waiter_type* w) {
+    intrusive_list::unlink(w);
+    if constexpr (std::is_void_v<T>) w->complete(std::make_exception_ptr(CancelledError()));
+    else w->complete(std::make_exception_ptr(CancelledError()), T{});
+  }
+  void on_waiter_timeout(waiter_type* w) { on_waiter_cancel(w); }  // waits here have no timer
 
   // Called with the lock held once the status left `pending`.
   void notify_locked() {
@@ -114,15 +116,15 @@ struct future_state {
   // A done callback waits in the same list as the waiters, so everything registered on the
   // Future is scheduled in registration order, as asyncio does.
   struct callback_node final : waiter_type {
-    template <class... A>
-    static void do_complete(waiter_type* base, A&&...) {
+    static void do_complete(waiter_type* base, auto&&...) {
       auto* self = static_cast<callback_node*>(base);
       self->state->post_callback(std::move(self->cb));
       delete self;
     }
     static void do_destroy(waiter_type* base) noexcept { delete static_cast<callback_node*>(base); }
+    static constexpr typename waiter_type::ops node_ops{&do_complete, &do_destroy};
     callback_node(future_state* st, std::function<void(Future<T>&)> f)
-        : waiter_type(&do_complete, &do_destroy), state(st), cb(std::move(f)) {}
+        : waiter_type(&node_ops), state(st), cb(std::move(f)) {}
     future_state* state;
     std::function<void(Future<T>&)> cb;
   };
