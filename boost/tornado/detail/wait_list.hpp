@@ -19,6 +19,12 @@
 
 namespace boost::tornado::detail {
 
+// The library's own wrappers around a coroutine's handler resume that coroutine too.
+template <class Handler, class... T>
+struct resumes_coroutine<result_handler<Handler, T...>> : resumes_coroutine<Handler> {};
+template <class Handler>
+struct resumes_coroutine<rethrow_handler<Handler>> : resumes_coroutine<Handler> {};
+
 // The single-thread primitives' lock: costs nothing.
 struct null_mutex {
   void lock() noexcept {}

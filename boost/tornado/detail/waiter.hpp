@@ -6,6 +6,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/append.hpp>
+#include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/require.hpp>
 #include <boost/asio/associated_allocator.hpp>
@@ -32,6 +33,15 @@ void post_completion(Handler&& handler, const Executor& ex, Args&&... args) {
                                             std::forward<Args>(args)...));
 }
 
+// Handlers that resume an asio::awaitable thread. co_spawn keeps that thread's executor busy
+// for as long as the thread lives, so waiting on their behalf needs no work of its own.
+template <class Handler>
+struct resumes_coroutine : std::false_type {};
+template <class Executor, class... T>
+struct resumes_coroutine<boost::asio::detail::awaitable_handler<Executor, T...>> : std::true_type {};
+template <class Signature, class Executor>
+struct resumes_coroutine<boost::asio::detail::awaitable_async_op_handler<Signature, Executor>> : std::true_type {};
+
 // Keeps the handler's executor busy while an operation waits, and posts the completion
 // there. When the handler runs on the owner's own io_context executor (the usual case for a
 // coroutine on the loop), it goes through the concrete executor: no type-erased executor is
@@ -40,29 +50,37 @@ template <class Handler, class Executor>
 class completion_work {
 public:
   using executor_type = boost::asio::associated_executor_t<Handler, Executor>;
-  using work_type = std::decay_t<decltype(boost::asio::prefer(
-      std::declval<executor_type>(), boost::asio::execution::outstanding_work.tracked))>;
+  using work_type = std::conditional_t<
+      resumes_coroutine<Handler>::value, executor_type,
+      std::decay_t<decltype(boost::asio::prefer(std::declval<executor_type>(),
+                                                boost::asio::execution::outstanding_work.tracked))>>;
   using io_executor = boost::asio::io_context::executor_type;
   static constexpr bool may_be_fast = std::is_same_v<executor_type, boost::asio::any_io_executor> ||
                                       std::is_same_v<executor_type, io_executor>;
-  using fast_executor = std::decay_t<decltype(boost::asio::require(
-      std::declval<io_executor>(), boost::asio::execution::outstanding_work.tracked,
-      boost::asio::execution::blocking.never))>;
+  static constexpr bool keeps_work = resumes_coroutine<Handler>::value;
+  using fast_executor = std::conditional_t<
+      keeps_work,
+      std::decay_t<decltype(boost::asio::require(std::declval<io_executor>(),
+                                                 boost::asio::execution::blocking.never))>,
+      std::decay_t<decltype(boost::asio::require(
+          std::declval<io_executor>(), boost::asio::execution::outstanding_work.tracked,
+          boost::asio::execution::blocking.never))>>;
 
   completion_work(const Handler& handler, const Executor& ex) {
     auto hex = boost::asio::get_associated_executor(handler, ex);
     if constexpr (std::is_same_v<executor_type, io_executor>) {
-      fast_.emplace(boost::asio::require(hex, boost::asio::execution::outstanding_work.tracked,
-                                         boost::asio::execution::blocking.never));
+      fast_.emplace(fast(hex));
       return;
     } else if constexpr (may_be_fast) {
       if (const io_executor* target = hex.template target<io_executor>()) {
-        fast_.emplace(boost::asio::require(*target, boost::asio::execution::outstanding_work.tracked,
-                                           boost::asio::execution::blocking.never));
+        fast_.emplace(fast(*target));
         return;
       }
     }
-    work_.emplace(boost::asio::prefer(hex, boost::asio::execution::outstanding_work.tracked));
+    if constexpr (keeps_work)
+      work_.emplace(std::move(hex));
+    else
+      work_.emplace(boost::asio::prefer(hex, boost::asio::execution::outstanding_work.tracked));
   }
 
   // Posts handler(args...); consumes this object's work.
@@ -87,6 +105,14 @@ public:
   }
 
 private:
+  static fast_executor fast(const io_executor& ex) {
+    if constexpr (keeps_work)
+      return boost::asio::require(ex, boost::asio::execution::blocking.never);
+    else
+      return boost::asio::require(ex, boost::asio::execution::outstanding_work.tracked,
+                                  boost::asio::execution::blocking.never);
+  }
+
   std::optional<work_type> work_;
   std::conditional_t<may_be_fast, std::optional<fast_executor>, std::optional<work_type>> fast_;
 };
