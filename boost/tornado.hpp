@@ -7,9 +7,13 @@
 #include <boost/tornado/error.hpp>
 #include <boost/tornado/gen.hpp>
 #include <boost/tornado/ioloop.hpp>
+#include <boost/tornado/iostream.hpp>
 #include <boost/tornado/locks.hpp>
 #include <boost/tornado/log.hpp>
+#include <boost/tornado/netutil.hpp>
 #include <boost/tornado/platform/asyncio.hpp>
 #include <boost/tornado/queues.hpp>
+#include <boost/tornado/tcpclient.hpp>
+#include <boost/tornado/tcpserver.hpp>
 
 #endif

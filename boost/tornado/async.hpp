@@ -90,6 +90,9 @@ struct typed_initiation {
   }
 };
 
+template <class Token>
+inline constexpr bool is_default_token = std::is_same_v<std::decay_t<Token>, use_awaitable_t>;
+
 // The outcome of an operation as one value, for the library's own coroutines: Boost 1.81's
 // awaitable resumes a one-argument operation without an extra coroutine frame.
 template <class... T>

@@ -11,5 +11,6 @@
 #include <boost/tornado/impl/error.ipp>
 #include <boost/tornado/impl/ioloop.ipp>
 #include <boost/tornado/impl/log.ipp>
+#include <boost/tornado/impl/netutil.ipp>
 
 #endif

@@ -36,12 +36,16 @@ class prim_waiter : public list_node {
 public:
   struct ops {
     void (*complete)(prim_waiter*, Args&&...);
+    void (*dispatch)(prim_waiter*, Args&&...);
     void (*destroy)(prim_waiter*) noexcept;
   };
 
   // Completes a node the owner has just unlinked (the owner's lock is held): the handler is
   // posted, never called here.
   void complete(Args... args) { ops_->complete(this, std::move(args)...); }
+  // The same from an intermediate completion handler already running on the owner's
+  // executor (a stream's I/O handler): the handler runs at once if its executor allows it.
+  void dispatch(Args... args) { ops_->dispatch(this, std::move(args)...); }
   // Frees an unlinked node without calling its handler (a Future whose last handle is gone).
   void destroy() noexcept { ops_->destroy(this); }
 
@@ -115,8 +119,13 @@ private:
     explicit timer_handler(prim_waiter_node* n) noexcept : node_(n) {}
     timer_handler(timer_handler&& o) noexcept : node_(std::exchange(o.node_, nullptr)) {}
     timer_handler& operator=(timer_handler&&) = delete;
+    // Destroyed without having run: its io_context is going away. The wait ends as cancelled,
+    // so that the waiting coroutine's completion is destroyed with the context's other work
+    // instead of keeping the primitive -- and whatever owns it -- alive.
     ~timer_handler() {
-      if (node_) node_->release();
+      if (!node_) return;
+      node_->on_context_shutdown();
+      node_->release();
     }
     void operator()(const boost::system::error_code& ec) {
       prim_waiter_node* n = std::exchange(node_, nullptr);
@@ -127,6 +136,12 @@ private:
   private:
     prim_waiter_node* node_;
   };
+
+  void on_context_shutdown() {
+    if (completed_.load(std::memory_order_acquire)) return;
+    std::lock_guard lock(owner_->waiter_mutex());
+    if (!completed_.load(std::memory_order_relaxed) && this->linked()) owner_->on_waiter_cancel(this);
+  }
 
   void on_timer() {
     if (completed_.load(std::memory_order_acquire)) return;
@@ -140,6 +155,14 @@ private:
   }
 
   static void do_complete(typename Base::prim_waiter* base, auto&&... args) {
+    finish_and<false>(base, std::forward<decltype(args)>(args)...);
+  }
+  static void do_dispatch(typename Base::prim_waiter* base, auto&&... args) {
+    finish_and<true>(base, std::forward<decltype(args)>(args)...);
+  }
+
+  template <bool Dispatch>
+  static void finish_and(typename Base::prim_waiter* base, auto&&... args) {
     auto* self = static_cast<prim_waiter_node*>(base);
     auto slot = boost::asio::get_associated_cancellation_slot(self->handler_);
     if (slot.is_connected()) slot.clear();
@@ -147,7 +170,10 @@ private:
     Handler handler(std::move(self->handler_));
     work_t work(std::move(self->work_));
     self->finish();
-    work.post(std::move(handler), std::forward<decltype(args)>(args)...);
+    if constexpr (Dispatch)
+      work.dispatch(std::move(handler), std::forward<decltype(args)>(args)...);
+    else
+      work.post(std::move(handler), std::forward<decltype(args)>(args)...);
   }
 
   static void do_destroy(typename Base::prim_waiter* base) noexcept {
@@ -177,7 +203,7 @@ private:
 
 template <class Base, class Handler, class Owner, class DefaultExecutor>
 const typename Base::ops prim_waiter_node<Base, Handler, Owner, DefaultExecutor>::node_ops{
-    &prim_waiter_node::do_complete, &prim_waiter_node::do_destroy};
+    &prim_waiter_node::do_complete, &prim_waiter_node::do_dispatch, &prim_waiter_node::do_destroy};
 
 // Starts a wait: makes the node, links it at the back of `list` and arms it. The owner's lock
 // is held by the caller.

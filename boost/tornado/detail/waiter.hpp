@@ -11,6 +11,7 @@
 #include <boost/asio/require.hpp>
 #include <boost/asio/associated_allocator.hpp>
 #include <boost/asio/bind_allocator.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/cancellation_type.hpp>
@@ -97,6 +98,24 @@ public:
     }
     work_type work(std::move(*work_));
     boost::asio::post(work, boost::asio::append(std::move(handler), std::move(args)...));
+  }
+
+  // Runs handler(args...) at once when its executor allows (the caller is already running on
+  // it), posts it otherwise; consumes this object's work.
+  template <class... Args>
+  void dispatch(Handler&& handler, Args&&... args) {
+    if constexpr (may_be_fast) {
+      if (fast_) {
+        auto ex = boost::asio::require(std::move(*fast_), boost::asio::execution::blocking.possibly);
+        fast_.reset();
+        ex.execute([h = std::move(handler), tup = std::make_tuple(std::move(args)...)]() mutable {
+          std::apply(std::move(h), std::move(tup));
+        });
+        return;
+      }
+    }
+    work_type work(std::move(*work_));
+    boost::asio::dispatch(work, boost::asio::append(std::move(handler), std::move(args)...));
   }
 
   // The executor the handler runs on (for timers).

@@ -122,7 +122,7 @@ struct future_state {
       delete self;
     }
     static void do_destroy(waiter_type* base) noexcept { delete static_cast<callback_node*>(base); }
-    static constexpr typename waiter_type::ops node_ops{&do_complete, &do_destroy};
+    static constexpr typename waiter_type::ops node_ops{&do_complete, &do_complete, &do_destroy};
     callback_node(future_state* st, std::function<void(Future<T>&)> f)
         : waiter_type(&node_ops), state(st), cb(std::move(f)) {}
     future_state* state;

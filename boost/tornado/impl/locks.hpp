@@ -9,9 +9,6 @@
 
 namespace boost::tornado {
 namespace detail {
-template <class Token>
-inline constexpr bool is_default_token = std::is_same_v<std::decay_t<Token>, use_awaitable_t>;
-
 inline boost::system::error_code aborted() noexcept { return boost::asio::error::operation_aborted; }
 } // namespace detail
 

@@ -1,0 +1,183 @@
+// The buffers behind an IOStream: a read buffer consumed from the front without moving the
+// bytes left behind, and a write queue that copies small writes into one reused block and
+// keeps large owned buffers as they are (no copy), gathered into one system call.
+#ifndef BOOST_TORNADO_DETAIL_STREAM_BUFFER_HPP
+#define BOOST_TORNADO_DETAIL_STREAM_BUFFER_HPP
+
+#include <boost/asio/buffer.hpp>
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace boost::tornado::detail {
+
+class read_buffer {
+public:
+  std::size_t size() const noexcept { return end_ - begin_; }
+  bool empty() const noexcept { return begin_ == end_; }
+  const char* data() const noexcept { return data_.get() + begin_; }
+  std::size_t capacity() const noexcept { return cap_; }
+
+  // Drops n bytes from the front; the rest stays where it is.
+  void consume(std::size_t n) noexcept {
+    begin_ += n;
+    if (begin_ == end_ && !pinned_) begin_ = end_ = 0;
+  }
+
+  // While a read into the space after the data is in flight, that space must stay where it
+  // is: nothing moves or reallocates the block until unpin().
+  void pin() noexcept { pinned_ = true; }
+  void unpin() noexcept { pinned_ = false; }
+
+  // At least `want` writable bytes after the data: the data moves to the front only when that
+  // makes the room, and the block grows only when even that is not enough.
+  boost::asio::mutable_buffer prepare(std::size_t want) {
+    if (cap_ - end_ < want) {
+      if (cap_ - size() >= want && begin_ > 0) {
+        std::memmove(data_.get(), data_.get() + begin_, size());
+      } else {
+        std::size_t cap = std::max(size() + want, cap_ + cap_ / 2);
+        std::unique_ptr<char[]> bigger(new char[cap]);
+        if (!empty()) std::memcpy(bigger.get(), data(), size());
+        data_ = std::move(bigger);
+        cap_ = cap;
+      }
+      end_ = size();
+      begin_ = 0;
+    }
+    return {data_.get() + end_, cap_ - end_};
+  }
+  void commit(std::size_t n) noexcept { end_ += n; }
+
+  void append(const char* p, std::size_t n) {
+    if (!n) return;
+    prepare(n);
+    std::memcpy(data_.get() + end_, p, n);
+    end_ += n;
+  }
+
+  // Gives the block back when it is empty and larger than `keep` bytes (an idle connection
+  // should not hold a read chunk).
+  void shrink_if_empty(std::size_t keep) noexcept {
+    if (empty() && cap_ > keep) {
+      data_.reset();
+      cap_ = begin_ = end_ = 0;
+    }
+  }
+
+private:
+  std::unique_ptr<char[]> data_;
+  std::size_t cap_ = 0, begin_ = 0, end_ = 0;
+  bool pinned_ = false;
+};
+
+class write_queue {
+public:
+  // Owned buffers larger than this are kept as they are; smaller data is copied (Tornado's
+  // _StreamBuffer draws the same line).
+  static constexpr std::size_t copy_threshold = 2048;
+  static constexpr std::size_t max_gather = 16;
+
+  std::size_t size() const noexcept { return size_; }
+  bool empty() const noexcept { return size_ == 0; }
+
+  void append_copy(const void* p, std::size_t n) {
+    if (!n) return;
+    if (pieces_.size() == head_ || !pieces_.back().copied || pieces_.size() <= sealed_) {
+      piece pc;
+      pc.copied = true;
+      pc.s = std::move(spare_);
+      pc.s.clear();
+      // Never in the string object itself: the bytes must not move when the piece does.
+      pc.s.reserve(std::max<std::size_t>(n, 256));
+      pieces_.push_back(std::move(pc));
+    }
+    pieces_.back().s.append(static_cast<const char*>(p), n);
+    size_ += n;
+  }
+
+  template <class Owned>
+  void append_owned(Owned&& owned) {
+    std::size_t n = owned.size();
+    if (n <= copy_threshold) return append_copy(owned.data(), n);
+    piece pc;
+    if constexpr (std::is_same_v<std::decay_t<Owned>, std::string>)
+      pc.s = std::move(owned);
+    else
+      pc.v = std::move(owned);
+    pieces_.push_back(std::move(pc));
+    size_ += n;
+  }
+
+  // Up to max_gather buffers from the front, for one gathered write.
+  std::size_t gather(std::array<boost::asio::const_buffer, max_gather>& out) const noexcept {
+    std::size_t k = 0;
+    for (std::size_t i = head_; i < pieces_.size() && k < max_gather; ++i, ++k) {
+      const piece& pc = pieces_[i];
+      std::size_t off = i == head_ ? offset_ : 0;
+      out[k] = boost::asio::const_buffer(pc.data() + off, pc.size() - off);
+    }
+    return k;
+  }
+
+  // The first k pieces are being written: nothing is appended to them until unseal().
+  void seal(std::size_t k) noexcept { sealed_ = head_ + k; }
+  void unseal() noexcept { sealed_ = 0; }
+
+  void consume(std::size_t n) noexcept {
+    size_ -= n;
+    while (n) {
+      piece& pc = pieces_[head_];
+      std::size_t left = pc.size() - offset_;
+      if (n < left) {
+        offset_ += n;
+        return;
+      }
+      n -= left;
+      pop_front();
+    }
+  }
+
+  void clear() noexcept {
+    while (head_ < pieces_.size()) pop_front();
+    size_ = 0;
+  }
+
+private:
+  struct piece {
+    std::string s;
+    std::vector<char> v;
+    bool copied = false;
+    const char* data() const noexcept { return v.empty() ? s.data() : v.data(); }
+    std::size_t size() const noexcept { return v.empty() ? s.size() : v.size(); }
+  };
+
+  void pop_front() noexcept {
+    piece& pc = pieces_[head_];
+    if (pc.copied && pc.s.capacity() <= 64 * 1024) spare_ = std::move(pc.s);  // reused by the next small write
+    pc = piece();
+    offset_ = 0;
+    if (++head_ == pieces_.size()) {
+      pieces_.clear();
+      head_ = 0;
+    } else if (head_ >= 16 && 2 * head_ >= pieces_.size()) {
+      pieces_.erase(pieces_.begin(), pieces_.begin() + static_cast<std::ptrdiff_t>(head_));
+      head_ = 0;
+    }
+  }
+
+  std::vector<piece> pieces_;
+  std::size_t head_ = 0, offset_ = 0, size_ = 0, sealed_ = 0;
+  std::string spare_;
+};
+
+} // namespace boost::tornado::detail
+
+#endif

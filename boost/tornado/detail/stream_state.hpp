@@ -1,0 +1,297 @@
+// What an IOStream handle points to: the Asio stream, its buffers, the pending read, the
+// pending writes and the I/O in flight. The handle holds one reference and every Asio
+// operation in flight another, so destroying the handle closes the stream and the state goes
+// once the last operation has returned. Used from the stream's executor only.
+#ifndef BOOST_TORNADO_DETAIL_STREAM_STATE_HPP
+#define BOOST_TORNADO_DETAIL_STREAM_STATE_HPP
+
+#include <boost/tornado/async.hpp>
+#include <boost/tornado/error.hpp>
+#include <boost/tornado/log.hpp>
+#include <boost/tornado/detail/stream_buffer.hpp>
+#include <boost/tornado/detail/wait_list.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/execution/context.hpp>
+#include <boost/asio/execution_context.hpp>
+#include <boost/asio/query.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/regex.hpp>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+namespace boost::tornado {
+
+// max_bytes of an unbounded read, max_write_buffer_size of an unlimited write buffer.
+inline constexpr std::size_t no_limit = static_cast<std::size_t>(-1);
+
+struct stream_options {
+  std::size_t max_buffer_size = 100 * 1024 * 1024;  // read buffer; past it the stream closes
+  std::size_t read_chunk_size = 64 * 1024;          // most bytes one read system call asks for
+  std::size_t max_write_buffer_size = no_limit;     // past it a write fails, the stream stays open
+};
+
+namespace detail {
+
+// Buffers a write takes over instead of copying: a std::string or std::vector<char> rvalue.
+template <class T>
+concept owned_bytes = std::is_same_v<T, std::string> || std::is_same_v<T, std::vector<char>>;
+
+enum class read_kind : std::uint8_t { none, bytes, until, regex, into, until_close };
+
+template <class Stream>
+struct is_ssl_stream : std::false_type {};
+template <class Next>
+struct is_ssl_stream<boost::asio::ssl::stream<Next>> : std::true_type {};
+
+template <class Stream>
+auto& lowest_layer_of(Stream& s) {
+  if constexpr (is_ssl_stream<Stream>::value)
+    return s.lowest_layer();
+  else
+    return s;
+}
+
+// Errors after which a stream closes quietly, keeping the error (Tornado's _is_connreset).
+inline bool is_connection_reset(const boost::system::error_code& ec) {
+  namespace e = boost::asio::error;
+  return ec == e::connection_reset || ec == e::connection_aborted || ec == e::broken_pipe ||
+         ec == e::timed_out || ec == e::eof || ec == e::shut_down || ec == e::not_connected ||
+         ec == boost::asio::ssl::error::stream_truncated;
+}
+
+// The streams living on an execution context. When the context is destroyed with operations
+// still waiting in a stream (a coroutine suspended in a read, say), the registry frees them as
+// Asio frees its own pending operations; otherwise the coroutine and the stream it owns would
+// keep each other alive.
+struct registered_stream : list_node {
+  void (*on_shutdown)(registered_stream*) = nullptr;
+};
+
+class stream_registry : public boost::asio::detail::execution_context_service_base<stream_registry> {
+public:
+  explicit stream_registry(boost::asio::execution_context& ctx)
+      : boost::asio::detail::execution_context_service_base<stream_registry>(ctx) {}
+  void add(registered_stream* s) {
+    std::lock_guard lock(mutex_);
+    streams_.push_back(s);
+  }
+  void remove(registered_stream* s) {
+    std::lock_guard lock(mutex_);
+    if (s->linked()) intrusive_list::unlink(s);
+  }
+  void shutdown() override {
+    std::unique_lock lock(mutex_);
+    while (list_node* n = streams_.pop_front()) {
+      lock.unlock();
+      auto* s = static_cast<registered_stream*>(n);
+      s->on_shutdown(s);
+      lock.lock();
+    }
+    shut_ = true;
+  }
+  bool shut() const noexcept { return shut_; }
+
+private:
+  std::mutex mutex_;
+  intrusive_list streams_;
+  bool shut_ = false;
+};
+
+template <class Stream>
+class stream_state : public registered_stream {
+public:
+  using executor_type = typename Stream::executor_type;
+  using string_waiter = prim_waiter<boost::system::error_code, std::string>;
+  using size_waiter = prim_waiter<boost::system::error_code, std::size_t>;
+  struct write_waiter : prim_waiter<boost::system::error_code> {
+    std::uint64_t end;
+    write_waiter(const typename prim_waiter<boost::system::error_code>::ops* o, std::uint64_t e) noexcept
+        : prim_waiter<boost::system::error_code>(o), end(e) {}
+  };
+  struct gate_waiter : prim_waiter<boost::system::error_code> {
+    explicit gate_waiter(const typename prim_waiter<boost::system::error_code>::ops* o) noexcept
+        : prim_waiter<boost::system::error_code>(o) {}
+  };
+
+  template <class... A>
+  explicit stream_state(stream_options opts, A&&... a) : stream_(std::forward<A>(a)...), opts_(opts) {
+    if (opts_.read_chunk_size == 0) opts_.read_chunk_size = 1;
+    on_shutdown = [](registered_stream* r) { static_cast<stream_state*>(r)->shutdown(); };
+    registry_ = &boost::asio::use_service<stream_registry>(
+        boost::asio::query(stream_.get_executor(), boost::asio::execution::context));
+    registry_->add(this);
+  }
+
+  // The context is going away: pending operations are destroyed without running.
+  void shutdown() noexcept {
+    add_ref();
+    shutting_down_ = true;
+    registry_ = nullptr;
+    // Unlinked first: destroying a handler may destroy a coroutine that closes this stream.
+    intrusive_list reads, writes, gates;
+    reads.splice_back(read_waiters_);
+    writes.splice_back(write_waiters_);
+    gates.splice_back(gate_waiters_);
+    gates.splice_back(handshake_waiters_);
+    const bool into = kind_ == read_kind::into;
+    kind_ = read_kind::none;
+    while (list_node* n = reads.pop_front())
+      into ? static_cast<size_waiter*>(n)->destroy() : static_cast<string_waiter*>(n)->destroy();
+    while (list_node* n = writes.pop_front()) static_cast<write_waiter*>(n)->destroy();
+    while (list_node* n = gates.pop_front()) static_cast<gate_waiter*>(n)->destroy();
+    release();
+  }
+
+  void add_ref() noexcept { ++refs_; }
+  void release() noexcept {
+    if (--refs_ == 0) delete this;
+  }
+
+  // ---- reads ----
+  template <class Waiter, class Handler, class Configure>
+  void begin_read(Handler&& handler, Configure configure);
+  void try_read(bool initiating);
+  std::optional<std::size_t> find_read_pos(bool& unsatisfiable);
+  void finish_read(std::size_t pos, bool initiating);
+  void fail_read(boost::system::error_code ec, bool initiating);
+  void start_read_io();
+  void on_read(const boost::system::error_code& ec, std::size_t n);
+  void deliver_streaming();
+  // Tornado's limit: one read never asks for more than half the buffer's maximum.
+  std::size_t read_chunk_limit() const noexcept {
+    return std::max<std::size_t>(1, std::min(opts_.read_chunk_size, opts_.max_buffer_size / 2));
+  }
+  bool filling() const noexcept { return kind_ == read_kind::into || (kind_ == read_kind::bytes && direct_); }
+  void drain_into();
+  void maybe_listen_for_close();
+
+  // ---- writes ----
+  template <class Handler, class Append>
+  void begin_write(Handler&& handler, std::size_t n, Append append);
+  void start_write_io();
+  void on_write(const boost::system::error_code& ec, std::size_t n);
+
+  // ---- connect / handshake: while gated_, no I/O starts ----
+  template <class Handler>
+  void add_gate_waiter(Handler&& handler);
+  void open_gate(const boost::system::error_code& ec);
+  void on_connect(const boost::system::error_code& ec, std::size_t);
+  void on_handshake(const boost::system::error_code& ec, std::size_t);
+  void start_handshake(bool server_side);
+  // No pending operation and both buffers empty (a read kept going only to see the peer close
+  // does not count).
+  bool idle() const noexcept {
+    return kind_ == read_kind::none && wq_.empty() && rbuf_.empty() && write_waiters_.empty() &&
+           gate_waiters_.empty() && handshake_waiters_.empty() && !gated_ && !closed_;
+  }
+
+  void close(boost::system::error_code ec);
+  void close_socket();
+  void set_close_callback(std::function<void()> cb);
+
+  // Waiter-list hooks.
+  null_mutex& waiter_mutex() noexcept { return mutex_; }
+  template <class W>
+  void on_waiter_timeout(W*) {}
+  void on_waiter_cancel(string_waiter*) { cancel_read(); }
+  void on_waiter_cancel(size_waiter*) { cancel_read(); }
+  void cancel_read();
+  void on_waiter_cancel(write_waiter* w);
+  void on_waiter_cancel(gate_waiter* w);
+
+  boost::system::error_code closed_error() const { return make_error_code(error::stream_closed); }
+
+  Stream stream_;
+  stream_options opts_;
+  std::size_t refs_ = 1;
+  null_mutex mutex_;
+
+  read_buffer rbuf_;
+  read_kind kind_ = read_kind::none;
+  bool partial_ = false;
+  bool streaming_mode_ = false;
+  bool direct_ = false;          // the read in flight writes into into_ (caller's memory or result_)
+  bool cancel_pending_ = false;  // a direct read was cancelled; completes when its I/O returns
+  std::size_t want_ = 0;         // read_bytes: bytes still wanted
+  std::size_t max_bytes_ = no_limit;
+  std::size_t scan_ = 0;         // bytes of the buffer searched without a match starting there
+  std::size_t next_read_ = 4096;
+  std::size_t last_request_ = 0;
+  std::string delim_;
+  boost::regex regex_;
+  boost::asio::mutable_buffer into_;
+  std::size_t into_filled_ = 0;
+  std::string result_;           // read_bytes read straight into its result
+  std::function<void(std::string_view)> streaming_;
+  intrusive_list read_waiters_;  // at most one
+  bool reading_io_ = false;
+  bool io_direct_ = false;       // the read in flight targets into_, not the buffer
+  boost::asio::cancellation_signal read_cancel_;
+
+  write_queue wq_;
+  std::array<boost::asio::const_buffer, write_queue::max_gather> gathered_;
+  std::uint64_t total_queued_ = 0, total_sent_ = 0;
+  intrusive_list write_waiters_;
+  bool writing_io_ = false;
+
+  intrusive_list gate_waiters_;       // connect (and the handshake after it)
+  intrusive_list handshake_waiters_;  // wait_for_handshake (at most one)
+  bool gated_ = false;
+  bool handshaken_ = !is_ssl_stream<Stream>::value;
+
+  bool closed_ = false;
+  bool shutting_down_ = false;  // the io_context is being destroyed
+  boost::system::error_code error_;
+  std::function<void()> close_cb_;
+
+private:
+  ~stream_state() {
+    if (registry_) registry_->remove(this);
+  }
+  stream_registry* registry_ = nullptr;
+};
+
+// A counted reference to the state (the library's coroutines hold one while they wait).
+template <class Stream>
+class stream_ref {
+public:
+  explicit stream_ref(stream_state<Stream>* s) noexcept : s_(s) { s_->add_ref(); }
+  stream_ref(const stream_ref& o) noexcept : s_(o.s_) { s_->add_ref(); }
+  stream_ref(stream_ref&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
+  stream_ref& operator=(const stream_ref&) = delete;
+  ~stream_ref() {
+    if (s_) s_->release();
+  }
+  stream_state<Stream>* operator->() const noexcept { return s_; }
+  stream_state<Stream>* get() const noexcept { return s_; }
+
+private:
+  stream_state<Stream>* s_;
+};
+
+// The completion handler of the state's own Asio operations: holds a reference, runs a
+// member function. Its allocator and executor are Asio's defaults (recycled memory, the
+// stream's executor); reads carry the state's cancellation slot.
+template <class Stream, auto Member>
+struct io_handler {
+  stream_ref<Stream> ref;
+  void operator()(const boost::system::error_code& ec, std::size_t n = 0) { (ref.get()->*Member)(ec, n); }
+};
+
+} // namespace detail
+} // namespace boost::tornado
+
+#endif

@@ -1,0 +1,926 @@
+#ifndef BOOST_TORNADO_IMPL_IOSTREAM_HPP
+#define BOOST_TORNADO_IMPL_IOSTREAM_HPP
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
+#include <algorithm>
+#include <csignal>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <stdexcept>
+
+namespace boost::tornado {
+namespace detail {
+
+// Reads that go straight into their result instead of through the buffer.
+inline constexpr std::size_t direct_read_threshold = 64 * 1024;
+
+[[noreturn]] inline void throw_stream_error(const boost::system::error_code& ec,
+                                            const boost::system::error_code& real_error) {
+  if (ec == error::stream_closed) throw StreamClosedError(real_error);
+  throw_error(ec);
+}
+
+inline std::string printable(std::string_view s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (c == '\r') out += "\\r";
+    else if (c == '\n') out += "\\n";
+    else if (c == '\t') out += "\\t";
+    else if (c < 0x20 || c >= 0x7f) {
+      static const char hex[] = "0123456789abcdef";
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    } else out += static_cast<char>(c);
+  }
+  return out;
+}
+
+// ---- reads ----
+
+template <class Stream>
+template <class Waiter, class Handler, class Configure>
+void stream_state<Stream>::begin_read(Handler&& handler, Configure configure) {
+  auto ex = stream_.get_executor();
+  if (kind_ != read_kind::none) {
+    if constexpr (std::is_same_v<Waiter, size_waiter>)
+      post_completion(std::forward<Handler>(handler), ex, make_error_code(error::already_reading), std::size_t(0));
+    else
+      post_completion(std::forward<Handler>(handler), ex, make_error_code(error::already_reading), std::string());
+    return;
+  }
+  configure(*this);
+  enqueue_waiter_on<Waiter>(ex, std::forward<Handler>(handler), this, read_waiters_, Deadline{});
+  if (filling()) drain_into();
+  if (streaming_mode_) {
+    // The chunk callback is user code: it runs from the loop, not from inside this call.
+    boost::asio::post(ex, [ref = stream_ref<Stream>(this)] {
+      if (ref->kind_ != read_kind::none && ref->streaming_mode_) ref->try_read(false);
+    });
+    return;
+  }
+  try_read(true);
+}
+
+template <class Stream>
+void stream_state<Stream>::drain_into() {
+  std::size_t n = std::min(rbuf_.size(), into_.size() - into_filled_);
+  if (!n) return;
+  std::memcpy(static_cast<char*>(into_.data()) + into_filled_, rbuf_.data(), n);
+  rbuf_.consume(n);
+  into_filled_ += n;
+}
+
+template <class Stream>
+void stream_state<Stream>::try_read(bool initiating) {
+  if (kind_ == read_kind::none) return;
+  if (streaming_mode_) {
+    deliver_streaming();
+    if (kind_ == read_kind::none || closed_) return;
+  } else {
+    if (filling()) drain_into();
+    bool unsatisfiable = false;
+    std::optional<std::size_t> pos = find_read_pos(unsatisfiable);
+    if (unsatisfiable) {
+      std::string what = kind_ == read_kind::until ? "delimiter " + printable(delim_) : "regex " + printable(regex_.str());
+      log(log_level::info, gen_log,
+          "Unsatisfiable read, closing connection: " + what + " not found within " + std::to_string(max_bytes_) + " bytes");
+      close(make_error_code(error::unsatisfiable_read));
+      return;
+    }
+    if (pos) return finish_read(*pos, initiating);
+  }
+  if (closed_) {
+    if (kind_ == read_kind::until_close) return finish_read(rbuf_.size(), initiating);
+    return fail_read(closed_error(), initiating);
+  }
+  start_read_io();
+}
+
+template <class Stream>
+std::optional<std::size_t> stream_state<Stream>::find_read_pos(bool& unsatisfiable) {
+  const std::size_t size = rbuf_.size();
+  switch (kind_) {
+  case read_kind::bytes:
+    if (direct_) return into_filled_ == into_.size() ? std::optional<std::size_t>(into_filled_) : std::nullopt;
+    if (size >= want_) return want_;
+    if (partial_ && size > 0) return size;
+    return std::nullopt;
+  case read_kind::into:
+    if (into_filled_ == into_.size() || (partial_ && into_filled_ > 0)) return into_filled_;
+    return std::nullopt;
+  case read_kind::until: {
+    std::string_view buf(rbuf_.data(), size);
+    std::size_t loc = buf.find(delim_, std::min(scan_, size));
+    if (loc != std::string_view::npos) {
+      std::size_t end = loc + delim_.size();
+      if (end > max_bytes_) {
+        unsatisfiable = true;
+        return std::nullopt;
+      }
+      return end;
+    }
+    // A later match can start no earlier than the last delimiter-length-minus-one bytes.
+    scan_ = size >= delim_.size() ? size - delim_.size() + 1 : 0;
+    if (size > max_bytes_) unsatisfiable = true;
+    return std::nullopt;
+  }
+  case read_kind::regex: {
+    if (size == 0) return std::nullopt;
+    const char* first = rbuf_.data();
+    const char* last = first + size;
+    boost::match_flag_type flags = boost::match_default | boost::match_partial;
+    std::size_t from = std::min(scan_, size);
+    if (from > 0) flags |= boost::match_prev_avail;
+    boost::cmatch m;
+    if (boost::regex_search(first + from, last, m, regex_, flags, first)) {
+      if (m[0].matched) {
+        std::size_t end = static_cast<std::size_t>(m[0].second - first);
+        if (end > max_bytes_) {
+          unsatisfiable = true;
+          return std::nullopt;
+        }
+        return end;
+      }
+      scan_ = static_cast<std::size_t>(m[0].first - first);  // a match may still start here
+    } else {
+      scan_ = size;
+    }
+    if (size > max_bytes_) unsatisfiable = true;
+    return std::nullopt;
+  }
+  default:
+    return std::nullopt;
+  }
+}
+
+template <class Stream>
+void stream_state<Stream>::finish_read(std::size_t pos, bool initiating) {
+  list_node* node = read_waiters_.pop_front();
+  const read_kind kind = kind_;
+  const bool direct = direct_;
+  kind_ = read_kind::none;
+  direct_ = streaming_mode_ = partial_ = false;
+  scan_ = 0;
+  streaming_ = nullptr;
+  if (kind == read_kind::into) {
+    std::size_t n = into_filled_;
+    into_ = {};
+    into_filled_ = 0;
+    maybe_listen_for_close();
+    auto* w = static_cast<size_waiter*>(node);
+    initiating ? w->complete({}, std::move(n)) : w->dispatch({}, std::move(n));
+    return;
+  }
+  std::string result;
+  if (direct) {
+    result = std::move(result_);
+    result_ = std::string();
+    into_ = {};
+    into_filled_ = 0;
+  } else if (pos) {
+    result.assign(rbuf_.data(), pos);
+    rbuf_.consume(pos);
+  }
+  maybe_listen_for_close();
+  auto* w = static_cast<string_waiter*>(node);
+  initiating ? w->complete({}, std::move(result)) : w->dispatch({}, std::move(result));
+}
+
+template <class Stream>
+void stream_state<Stream>::fail_read(boost::system::error_code ec, bool initiating) {
+  list_node* node = read_waiters_.pop_front();
+  const read_kind kind = kind_;
+  if (filling() && into_filled_ && ec == boost::asio::error::operation_aborted) {
+    // A cancelled read gives back what it took: nothing is lost to a cancellation.
+    read_buffer back;
+    back.append(static_cast<const char*>(into_.data()), into_filled_);
+    back.append(rbuf_.data(), rbuf_.size());
+    rbuf_ = std::move(back);
+  }
+  kind_ = read_kind::none;
+  direct_ = streaming_mode_ = partial_ = false;
+  scan_ = 0;
+  streaming_ = nullptr;
+  into_ = {};
+  into_filled_ = 0;
+  result_ = std::string();
+  if (!node) return;
+  if (kind == read_kind::into) {
+    auto* w = static_cast<size_waiter*>(node);
+    initiating ? w->complete(std::move(ec), std::size_t(0)) : w->dispatch(std::move(ec), std::size_t(0));
+  } else {
+    auto* w = static_cast<string_waiter*>(node);
+    initiating ? w->complete(std::move(ec), std::string()) : w->dispatch(std::move(ec), std::string());
+  }
+}
+
+template <class Stream>
+void stream_state<Stream>::deliver_streaming() {
+  while (kind_ != read_kind::none && !rbuf_.empty()) {
+    std::size_t take = kind_ == read_kind::bytes ? std::min(want_, rbuf_.size()) : rbuf_.size();
+    std::string_view chunk(rbuf_.data(), take);
+    rbuf_.consume(take);  // the bytes stay where they are while the callback runs
+    if (kind_ == read_kind::bytes) want_ -= take;
+    auto cb = streaming_;
+    if (take) cb(chunk);
+    if (kind_ == read_kind::bytes && want_ == 0) break;
+  }
+  if (kind_ == read_kind::bytes && want_ == 0) finish_read(0, false);
+  else if (kind_ == read_kind::until_close && closed_) finish_read(0, false);
+}
+
+template <class Stream>
+void stream_state<Stream>::start_read_io() {
+  if (reading_io_ || closed_ || gated_ || !lowest_layer_of(stream_).is_open()) return;
+  boost::asio::mutable_buffer target;
+  if (filling()) {
+    drain_into();
+    target = boost::asio::mutable_buffer(static_cast<char*>(into_.data()) + into_filled_, into_.size() - into_filled_);
+    io_direct_ = true;
+  } else {
+    std::size_t want = std::min(next_read_, read_chunk_limit());
+    target = boost::asio::buffer(rbuf_.prepare(want), want);
+    rbuf_.pin();
+    last_request_ = want;
+    io_direct_ = false;
+  }
+  reading_io_ = true;
+  stream_.async_read_some(target, boost::asio::bind_cancellation_slot(
+                                      read_cancel_.slot(), io_handler<Stream, &stream_state::on_read>{stream_ref<Stream>(this)}));
+}
+
+template <class Stream>
+void stream_state<Stream>::on_read(const boost::system::error_code& ec, std::size_t n) {
+  reading_io_ = false;
+  if (io_direct_) {
+    into_filled_ += n;
+  } else {
+    rbuf_.unpin();
+    rbuf_.commit(n);
+    if (n == last_request_) next_read_ = std::min(next_read_ * 2, read_chunk_limit());
+  }
+  if (cancel_pending_) {
+    cancel_pending_ = false;
+    if (kind_ != read_kind::none) fail_read(boost::asio::error::operation_aborted, false);
+  }
+  if (closed_) return;
+  if (ec) {
+    if (ec == boost::asio::error::operation_aborted) {
+      if (kind_ != read_kind::none) try_read(false);
+      else maybe_listen_for_close();
+      return;
+    }
+    if (ec == boost::asio::error::eof) return close({});
+    if (!is_connection_reset(ec)) log(log_level::warning, gen_log, "Read error: " + ec.message());
+    return close(ec);
+  }
+  if (!io_direct_ && rbuf_.size() > opts_.max_buffer_size) {
+    log(log_level::error, gen_log, "Reached maximum read buffer size");
+    return close(make_error_code(error::stream_buffer_full));
+  }
+  if (kind_ != read_kind::none) try_read(false);
+  else maybe_listen_for_close();
+}
+
+template <class Stream>
+void stream_state<Stream>::maybe_listen_for_close() {
+  // With a close callback and nothing to read, keep a read going so that the peer's close is
+  // seen (what arrives meanwhile is buffered for the next read).
+  if (close_cb_ && kind_ == read_kind::none && rbuf_.empty() && !closed_) start_read_io();
+}
+
+// ---- writes ----
+
+template <class Stream>
+template <class Handler, class Append>
+void stream_state<Stream>::begin_write(Handler&& handler, std::size_t n, Append append) {
+  auto ex = stream_.get_executor();
+  if (closed_) return post_completion(std::forward<Handler>(handler), ex, closed_error());
+  if (opts_.max_write_buffer_size != no_limit && wq_.size() + n > opts_.max_write_buffer_size)
+    return post_completion(std::forward<Handler>(handler), ex, make_error_code(error::stream_buffer_full));
+  append(wq_);
+  total_queued_ += n;
+  if (total_sent_ >= total_queued_) return post_completion(std::forward<Handler>(handler), ex, boost::system::error_code());
+  enqueue_waiter_on<write_waiter>(ex, std::forward<Handler>(handler), this, write_waiters_, Deadline{}, total_queued_);
+  start_write_io();
+}
+
+template <class Stream>
+void stream_state<Stream>::start_write_io() {
+  if (writing_io_ || closed_ || gated_ || wq_.empty()) return;
+  std::size_t k = wq_.gather(gathered_);
+  wq_.seal(k);
+  writing_io_ = true;
+  stream_.async_write_some(std::span<const boost::asio::const_buffer>(gathered_.data(), k),
+                           io_handler<Stream, &stream_state::on_write>{stream_ref<Stream>(this)});
+}
+
+template <class Stream>
+void stream_state<Stream>::on_write(const boost::system::error_code& ec, std::size_t n) {
+  writing_io_ = false;
+  wq_.unseal();
+  if (closed_) return;
+  if (ec) {
+    if (!is_connection_reset(ec)) log(log_level::warning, gen_log, "Write error: " + ec.message());
+    return close(ec);
+  }
+  wq_.consume(n);
+  total_sent_ += n;
+  start_write_io();
+  intrusive_list done;
+  while (list_node* node = write_waiters_.front()) {
+    if (static_cast<write_waiter*>(node)->end > total_sent_) break;
+    done.push_back(write_waiters_.pop_front());
+  }
+  while (list_node* node = done.pop_front()) static_cast<write_waiter*>(node)->dispatch({});
+}
+
+// ---- connect and handshake ----
+
+template <class Stream>
+template <class Handler>
+void stream_state<Stream>::add_gate_waiter(Handler&& handler) {
+  enqueue_waiter_on<gate_waiter>(stream_.get_executor(), std::forward<Handler>(handler), this, gate_waiters_, Deadline{});
+}
+
+template <class Stream>
+void stream_state<Stream>::on_connect(const boost::system::error_code& ec, std::size_t) {
+  if (closed_) return;
+  if (ec) return close(ec);
+  if constexpr (is_ssl_stream<Stream>::value)
+    start_handshake(false);
+  else
+    open_gate({});
+}
+
+template <class Stream>
+void stream_state<Stream>::start_handshake(bool server_side) {
+  if constexpr (is_ssl_stream<Stream>::value) {
+    gated_ = true;
+    stream_.async_handshake(server_side ? boost::asio::ssl::stream_base::server : boost::asio::ssl::stream_base::client,
+                            io_handler<Stream, &stream_state::on_handshake>{stream_ref<Stream>(this)});
+  }
+}
+
+template <class Stream>
+void stream_state<Stream>::on_handshake(const boost::system::error_code& ec, std::size_t) {
+  if (closed_) return;
+  if (ec) {
+    if (!is_connection_reset(ec)) log(log_level::warning, gen_log, "SSL Error: " + ec.message());
+    return close(ec);
+  }
+  handshaken_ = true;
+  open_gate({});
+}
+
+template <class Stream>
+void stream_state<Stream>::open_gate(const boost::system::error_code& ec) {
+  if (closed_) return;
+  if (ec) return close(ec);
+  gated_ = false;
+  start_write_io();
+  if (kind_ != read_kind::none) try_read(false);
+  else maybe_listen_for_close();
+  intrusive_list done;
+  done.splice_back(gate_waiters_);
+  done.splice_back(handshake_waiters_);
+  while (list_node* node = done.pop_front()) static_cast<gate_waiter*>(node)->dispatch({});
+}
+
+// ---- close ----
+
+template <class Stream>
+void stream_state<Stream>::close(boost::system::error_code ec) {
+  if (closed_) return;
+  closed_ = true;
+  if (ec) error_ = ec;
+  // What the buffer can still satisfy completes; read_until_close gets everything. Nothing of
+  // the caller's runs in here: streamed chunks go out from the loop.
+  if (kind_ != read_kind::none) {
+    if (streaming_mode_) {
+      boost::asio::post(stream_.get_executor(), [ref = stream_ref<Stream>(this)] {
+        if (!ref->streaming_mode_ || ref->kind_ == read_kind::none) return;
+        ref->deliver_streaming();
+        if (ref->kind_ != read_kind::none) ref->fail_read(ref->closed_error(), false);
+      });
+    } else if (kind_ == read_kind::until_close) {
+      finish_read(rbuf_.size(), true);
+    } else {
+      if (filling()) drain_into();
+      bool unsatisfiable = false;
+      std::optional<std::size_t> pos = find_read_pos(unsatisfiable);
+      if (pos && !unsatisfiable) finish_read(*pos, true);
+    }
+  }
+  close_socket();
+  if (kind_ != read_kind::none && !streaming_mode_) fail_read(closed_error(), true);
+  while (list_node* node = write_waiters_.pop_front()) static_cast<write_waiter*>(node)->complete(closed_error());
+  while (list_node* node = gate_waiters_.pop_front()) static_cast<gate_waiter*>(node)->complete(closed_error());
+  while (list_node* node = handshake_waiters_.pop_front()) static_cast<gate_waiter*>(node)->complete(closed_error());
+  wq_.clear();
+  if (close_cb_ && !shutting_down_) boost::asio::post(stream_.get_executor(), std::exchange(close_cb_, nullptr));
+  close_cb_ = nullptr;
+}
+
+template <class Stream>
+void stream_state<Stream>::close_socket() {
+  auto& sock = lowest_layer_of(stream_);
+  boost::system::error_code ignored;
+  if constexpr (is_ssl_stream<Stream>::value) {
+    // Bytes left unread (a TLS 1.3 session ticket, typically) would make the kernel reset the
+    // connection and drop what is still queued to send: read them away first.
+    if (sock.is_open() && !reading_io_) {
+      char scratch[4096];
+      bool nb = sock.non_blocking();
+      sock.non_blocking(true, ignored);
+      for (int i = 0; i < 16 && sock.available(ignored) > 0; ++i)
+        if (!stream_.next_layer().read_some(boost::asio::buffer(scratch), ignored)) break;
+      sock.non_blocking(nb, ignored);
+    }
+  }
+  sock.close(ignored);
+}
+
+template <class Stream>
+void stream_state<Stream>::set_close_callback(std::function<void()> cb) {
+  close_cb_ = std::move(cb);
+  if (!gated_) maybe_listen_for_close();
+}
+
+// ---- cancellation of a single operation ----
+
+// A cancelled read completes once the system read in flight (if any) has returned: that read
+// may write into the result or the buffer, and what it brings stays in the stream.
+template <class Stream>
+void stream_state<Stream>::cancel_read() {
+  if (reading_io_) {
+    cancel_pending_ = true;
+    read_cancel_.emit(boost::asio::cancellation_type::terminal);
+    return;
+  }
+  fail_read(boost::asio::error::operation_aborted, true);
+}
+
+// A cancelled write stops waiting; its bytes are queued and still go out.
+template <class Stream>
+void stream_state<Stream>::on_waiter_cancel(write_waiter* w) {
+  intrusive_list::unlink(w);
+  w->complete(boost::asio::error::operation_aborted);
+}
+
+template <class Stream>
+void stream_state<Stream>::on_waiter_cancel(gate_waiter* w) {
+  intrusive_list::unlink(w);
+  w->complete(boost::asio::error::operation_aborted);
+}
+
+// ---- initiations ----
+
+template <class Stream, class Waiter>
+struct initiate_read {
+  stream_state<Stream>* s;
+  using executor_type = typename Stream::executor_type;
+  executor_type get_executor() const { return s->stream_.get_executor(); }
+  template <class Handler, class Configure>
+  void operator()(Handler&& handler, Configure configure) const {
+    s->template begin_read<Waiter>(std::forward<Handler>(handler), std::move(configure));
+  }
+};
+
+template <class Stream>
+struct initiate_write {
+  stream_state<Stream>* s;
+  using executor_type = typename Stream::executor_type;
+  executor_type get_executor() const { return s->stream_.get_executor(); }
+  template <class Handler, class Data>
+  void operator()(Handler&& handler, Data data) const {
+    if constexpr (std::is_same_v<Data, boost::asio::const_buffer>) {
+      s->begin_write(std::forward<Handler>(handler), data.size(),
+                     [&](write_queue& q) { q.append_copy(data.data(), data.size()); });
+    } else {
+      std::size_t n = data.size();
+      s->begin_write(std::forward<Handler>(handler), n, [&](write_queue& q) { q.append_owned(std::move(data)); });
+    }
+  }
+};
+
+template <class Stream>
+struct initiate_gate {
+  stream_state<Stream>* s;
+  using executor_type = typename Stream::executor_type;
+  executor_type get_executor() const { return s->stream_.get_executor(); }
+};
+
+} // namespace detail
+
+// ---- BaseIOStream ----
+
+template <class Stream>
+BaseIOStream<Stream>::BaseIOStream(Stream stream, stream_options options)
+    : state_(new detail::stream_state<Stream>(options, std::move(stream))) {}
+
+template <class Stream>
+BaseIOStream<Stream>& BaseIOStream<Stream>::operator=(BaseIOStream&& other) noexcept {
+  if (this != &other) {
+    if (state_) {
+      state_->close({});
+      state_->release();
+    }
+    state_ = std::exchange(other.state_, nullptr);
+  }
+  return *this;
+}
+
+template <class Stream>
+BaseIOStream<Stream>::~BaseIOStream() {
+  if (state_) {
+    state_->close({});
+    state_->release();
+  }
+}
+
+template <class Stream>
+template <class T, class Init, class... Args>
+boost::asio::awaitable<T> BaseIOStream<Stream>::await_result(detail::stream_ref<Stream> ref, Init init, Args... args) {
+  auto r = co_await detail::make_direct_op<T>(std::move(init), std::move(args)...);
+  if (r.ec) detail::throw_stream_error(r.ec, ref->error_);
+  co_return std::move(r.value);
+}
+
+template <class Stream>
+template <class Init, class... Args>
+boost::asio::awaitable<void> BaseIOStream<Stream>::await_done(detail::stream_ref<Stream> ref, Init init, Args... args) {
+  auto r = co_await detail::make_direct_op<>(std::move(init), std::move(args)...);
+  if (r.ec) detail::throw_stream_error(r.ec, ref->error_);
+}
+
+#define BOOST_TORNADO_STREAM_OP(T, Waiter, configure)                                                   \
+  using init_t = detail::initiate_read<Stream, typename detail::stream_state<Stream>::Waiter>;          \
+  if constexpr (detail::is_default_token<Token>)                                                        \
+    return await_result<T>(detail::stream_ref<Stream>(state_), init_t{state_}, configure);              \
+  else                                                                                                  \
+    return boost::asio::async_initiate<Token, void(boost::system::error_code, T)>(init_t{state_}, token, \
+                                                                                   configure)
+
+template <class Stream>
+template <class Token>
+auto BaseIOStream<Stream>::read_bytes(std::size_t n, bool partial, Token&& token) {
+  auto configure = [n, partial](detail::stream_state<Stream>& s) {
+    s.kind_ = detail::read_kind::bytes;
+    s.want_ = n;
+    s.partial_ = partial;
+    if (!partial && n >= detail::direct_read_threshold && s.rbuf_.size() < n) {
+      // A large read goes straight into its result: no copy through the buffer.
+      s.direct_ = true;
+      s.result_.resize(n);
+      s.into_ = boost::asio::buffer(s.result_);
+      s.into_filled_ = 0;
+    }
+  };
+  BOOST_TORNADO_STREAM_OP(std::string, string_waiter, configure);
+}
+
+template <class Stream>
+template <class Chunk, class Token>
+  requires std::is_invocable_v<Chunk&, std::string_view>
+auto BaseIOStream<Stream>::read_bytes(std::size_t n, Chunk chunk, Token&& token) {
+  auto configure = [n, chunk = streaming_callback(std::move(chunk))](detail::stream_state<Stream>& s) mutable {
+    s.kind_ = detail::read_kind::bytes;
+    s.want_ = n;
+    s.streaming_mode_ = true;
+    s.streaming_ = std::move(chunk);
+  };
+  BOOST_TORNADO_STREAM_OP(std::string, string_waiter, std::move(configure));
+}
+
+template <class Stream>
+template <class Token>
+auto BaseIOStream<Stream>::read_until(std::string_view delimiter, std::size_t max_bytes, Token&& token) {
+  if (delimiter.empty()) throw std::invalid_argument("read_until: empty delimiter");
+  auto configure = [d = std::string(delimiter), max_bytes](detail::stream_state<Stream>& s) {
+    s.kind_ = detail::read_kind::until;
+    s.delim_.assign(d);
+    s.max_bytes_ = max_bytes;
+    s.scan_ = 0;
+  };
+  BOOST_TORNADO_STREAM_OP(std::string, string_waiter, std::move(configure));
+}
+
+template <class Stream>
+template <class Token>
+auto BaseIOStream<Stream>::read_until_regex(const boost::regex& regex, std::size_t max_bytes, Token&& token) {
+  auto configure = [regex, max_bytes](detail::stream_state<Stream>& s) {
+    s.kind_ = detail::read_kind::regex;
+    s.regex_ = regex;
+    s.max_bytes_ = max_bytes;
+    s.scan_ = 0;
+  };
+  BOOST_TORNADO_STREAM_OP(std::string, string_waiter, std::move(configure));
+}
+
+template <class Stream>
+template <class Token>
+auto BaseIOStream<Stream>::read_into(boost::asio::mutable_buffer buffer, bool partial, Token&& token) {
+  auto configure = [buffer, partial](detail::stream_state<Stream>& s) {
+    s.kind_ = detail::read_kind::into;
+    s.into_ = buffer;
+    s.into_filled_ = 0;
+    s.partial_ = partial;
+  };
+  BOOST_TORNADO_STREAM_OP(std::size_t, size_waiter, configure);
+}
+
+template <class Stream>
+template <class Token>
+  requires(!std::is_invocable_v<Token&, std::string_view>)
+auto BaseIOStream<Stream>::read_until_close(Token&& token) {
+  auto configure = [](detail::stream_state<Stream>& s) { s.kind_ = detail::read_kind::until_close; };
+  BOOST_TORNADO_STREAM_OP(std::string, string_waiter, configure);
+}
+
+template <class Stream>
+template <class Chunk, class Token>
+  requires std::is_invocable_v<Chunk&, std::string_view>
+auto BaseIOStream<Stream>::read_until_close(Chunk chunk, Token&& token) {
+  auto configure = [chunk = streaming_callback(std::move(chunk))](detail::stream_state<Stream>& s) mutable {
+    s.kind_ = detail::read_kind::until_close;
+    s.streaming_mode_ = true;
+    s.streaming_ = std::move(chunk);
+  };
+  BOOST_TORNADO_STREAM_OP(std::string, string_waiter, std::move(configure));
+}
+
+#undef BOOST_TORNADO_STREAM_OP
+
+#define BOOST_TORNADO_WRITE_OP(data)                                                                     \
+  using init_t = detail::initiate_write<Stream>;                                                         \
+  if constexpr (detail::is_default_token<Token>)                                                         \
+    return await_done(detail::stream_ref<Stream>(state_), init_t{state_}, data);                         \
+  else                                                                                                   \
+    return boost::asio::async_initiate<Token, void(boost::system::error_code)>(init_t{state_}, token, data)
+
+template <class Stream>
+template <class Token>
+auto BaseIOStream<Stream>::write(std::string_view data, Token&& token) {
+  // The bytes are copied when the write starts: a deferred write must not outlive them.
+  BOOST_TORNADO_WRITE_OP(boost::asio::const_buffer(data.data(), data.size()));
+}
+
+template <class Stream>
+template <class Token>
+auto BaseIOStream<Stream>::write(boost::asio::const_buffer data, Token&& token) {
+  BOOST_TORNADO_WRITE_OP(data);
+}
+
+template <class Stream>
+template <class Owned, class Token>
+  requires detail::owned_bytes<Owned>
+auto BaseIOStream<Stream>::write(Owned&& data, Token&& token) {
+  BOOST_TORNADO_WRITE_OP(std::move(data));
+}
+
+#undef BOOST_TORNADO_WRITE_OP
+
+template <class Stream>
+void BaseIOStream<Stream>::set_nodelay(bool value) {
+  auto& sock = detail::lowest_layer_of(state_->stream_);
+  if constexpr (requires { sock.set_option(boost::asio::ip::tcp::no_delay(value)); }) {
+    boost::system::error_code ignored;  // closed or not TCP after all: as Tornado, ignore
+    sock.set_option(boost::asio::ip::tcp::no_delay(value), ignored);
+  }
+}
+
+// ---- basic_iostream ----
+
+namespace detail {
+template <class Stream, class Endpoint>
+struct initiate_connect : initiate_gate<Stream> {
+  template <class Handler>
+  void operator()(Handler&& handler, Endpoint endpoint) const {
+    auto* s = this->s;
+    if (s->closed_) return post_completion(std::forward<Handler>(handler), s->stream_.get_executor(), s->closed_error());
+    s->gated_ = true;
+    s->add_gate_waiter(std::forward<Handler>(handler));
+    lowest_layer_of(s->stream_).async_connect(endpoint, io_handler<Stream, &stream_state<Stream>::on_connect>{stream_ref<Stream>(s)});
+  }
+};
+
+template <class Stream>
+struct initiate_resolve_connect : initiate_gate<Stream> {
+  template <class Handler>
+  void operator()(Handler&& handler, std::string host, unsigned short port) const {
+    auto* s = this->s;
+    if (s->closed_) return post_completion(std::forward<Handler>(handler), s->stream_.get_executor(), s->closed_error());
+    s->gated_ = true;
+    s->add_gate_waiter(std::forward<Handler>(handler));
+    auto resolver = std::make_unique<boost::asio::ip::tcp::resolver>(s->stream_.get_executor());
+    auto& r = *resolver;
+    r.async_resolve(host, std::to_string(port),
+                    [ref = stream_ref<Stream>(s), resolver = std::move(resolver)](
+                        const boost::system::error_code& ec, boost::asio::ip::tcp::resolver::results_type results) {
+                      if (ref->closed_) return;
+                      if (ec) return ref->close(ec);
+                      boost::asio::async_connect(lowest_layer_of(ref->stream_), results,
+                                                 [ref](const boost::system::error_code& ec, const auto&) {
+                                                   ref->on_connect(ec, 0);
+                                                 });
+                    });
+  }
+};
+} // namespace detail
+
+template <class Protocol>
+template <class Token>
+auto basic_iostream<Protocol>::connect(const endpoint_type& endpoint, Token&& token) {
+  using init_t = detail::initiate_connect<socket_type, endpoint_type>;
+  if constexpr (detail::is_default_token<Token>)
+    return this->await_done(detail::stream_ref<socket_type>(this->state_), init_t{{this->state_}}, endpoint);
+  else
+    return boost::asio::async_initiate<Token, void(boost::system::error_code)>(init_t{{this->state_}}, token, endpoint);
+}
+
+template <class Protocol>
+template <class Token>
+auto basic_iostream<Protocol>::connect(std::string host, unsigned short port, Token&& token) {
+  static_assert(std::is_same_v<Protocol, boost::asio::ip::tcp>, "connect(host, port) is for TCP");
+  using init_t = detail::initiate_resolve_connect<socket_type>;
+  if constexpr (detail::is_default_token<Token>)
+    return this->await_done(detail::stream_ref<socket_type>(this->state_), init_t{{this->state_}}, std::move(host), port);
+  else
+    return boost::asio::async_initiate<Token, void(boost::system::error_code)>(init_t{{this->state_}}, token,
+                                                                               std::move(host), port);
+}
+
+namespace detail {
+inline void configure_tls_client(boost::asio::ssl::stream<boost::asio::ip::tcp::socket>& stream,
+                                 std::string server_hostname, bool verify) {
+  if (server_hostname.empty()) {
+    boost::system::error_code ec;
+    auto ep = stream.lowest_layer().remote_endpoint(ec);
+    if (!ec) server_hostname = ep.address().to_string();
+  }
+  boost::system::error_code addr_ec;
+  boost::asio::ip::make_address(server_hostname, addr_ec);
+  // SNI names a host, never an address (RFC 6066); the certificate must name either.
+  if (addr_ec && !server_hostname.empty())
+    SSL_set_tlsext_host_name(stream.native_handle(), server_hostname.c_str());
+  if (verify) {
+    stream.set_verify_mode(boost::asio::ssl::verify_peer);
+    stream.set_verify_callback(boost::asio::ssl::host_name_verification(server_hostname));
+  } else {
+    stream.set_verify_mode(boost::asio::ssl::verify_none);
+  }
+}
+
+template <class Protocol>
+struct initiate_start_tls {
+  stream_state<boost::asio::basic_stream_socket<Protocol>>* s;
+  using executor_type = typename boost::asio::basic_stream_socket<Protocol>::executor_type;
+  executor_type get_executor() const { return s->stream_.get_executor(); }
+  template <class Handler>
+  void operator()(Handler&& handler, bool server_side, boost::asio::ssl::context* context,
+                  std::string server_hostname, bool verify) const;
+};
+} // namespace detail
+
+namespace detail {
+// The new stream carries the handshake's error.
+template <class Init>
+boost::asio::awaitable<SSLIOStream> await_start_tls(Init init, bool server_side, boost::asio::ssl::context* context,
+                                                    std::string server_hostname, bool verify) {
+  auto r = co_await make_direct_op<SSLIOStream>(std::move(init), server_side, context, std::move(server_hostname), verify);
+  if (r.ec) throw_stream_error(r.ec, r.value.error());
+  co_return std::move(r.value);
+}
+} // namespace detail
+
+template <class Protocol>
+template <class Token>
+auto basic_iostream<Protocol>::start_tls(bool server_side, boost::asio::ssl::context& context,
+                                         std::string server_hostname, bool verify, Token&& token) {
+  static_assert(std::is_same_v<Protocol, boost::asio::ip::tcp>, "start_tls is for TCP");
+  using init_t = detail::initiate_start_tls<Protocol>;
+  if constexpr (detail::is_default_token<Token>)
+    return detail::await_start_tls(init_t{this->state_}, server_side, &context, std::move(server_hostname), verify);
+  else
+    return boost::asio::async_initiate<Token, void(boost::system::error_code, SSLIOStream)>(
+        init_t{this->state_}, token, server_side, &context, std::move(server_hostname), verify);
+}
+
+// ---- SSLIOStream ----
+
+inline SSLIOStream::SSLIOStream(boost::asio::ip::tcp::socket socket, boost::asio::ssl::context& context,
+                                stream_options options)
+    : base(ssl_stream_type(std::move(socket), context), options) {}
+
+inline SSLIOStream::SSLIOStream(boost::asio::ip::tcp::socket socket, boost::asio::ssl::context& context,
+                                bool server_side, std::string server_hostname, bool verify, stream_options options)
+    : base(ssl_stream_type(std::move(socket), context), options) {
+  if (!server_side) detail::configure_tls_client(state_->stream_, std::move(server_hostname), verify);
+  state_->start_handshake(server_side);
+}
+
+namespace detail {
+template <class Endpoint>
+struct initiate_ssl_connect : initiate_gate<boost::asio::ssl::stream<boost::asio::ip::tcp::socket>> {
+  template <class Handler>
+  void operator()(Handler&& handler, Endpoint endpoint, std::string server_hostname, bool verify) const {
+    auto* s = this->s;
+    if (s->closed_) return post_completion(std::forward<Handler>(handler), s->stream_.get_executor(), s->closed_error());
+    if (server_hostname.empty()) server_hostname = endpoint.address().to_string();
+    configure_tls_client(s->stream_, std::move(server_hostname), verify);
+    s->gated_ = true;
+    s->add_gate_waiter(std::forward<Handler>(handler));
+    using Stream = boost::asio::ssl::stream<boost::asio::ip::tcp::socket>;
+    s->stream_.lowest_layer().async_connect(endpoint, [ref = stream_ref<Stream>(s)](const boost::system::error_code& ec) {
+      ref->on_connect(ec, 0);
+    });
+  }
+};
+
+struct initiate_wait_for_handshake : initiate_gate<boost::asio::ssl::stream<boost::asio::ip::tcp::socket>> {
+  template <class Handler>
+  void operator()(Handler&& handler) const {
+    auto* s = this->s;
+    auto ex = s->stream_.get_executor();
+    if (s->closed_) return post_completion(std::forward<Handler>(handler), ex, s->closed_error());
+    if (!s->handshake_waiters_.empty())
+      return post_completion(std::forward<Handler>(handler), ex, make_error_code(error::invalid_state));
+    if (s->handshaken_ && !s->gated_) return post_completion(std::forward<Handler>(handler), ex, boost::system::error_code());
+    enqueue_waiter_on<typename stream_state<boost::asio::ssl::stream<boost::asio::ip::tcp::socket>>::gate_waiter>(
+        ex, std::forward<Handler>(handler), s, s->handshake_waiters_, Deadline{});
+  }
+};
+} // namespace detail
+
+template <class Token>
+auto SSLIOStream::connect(const boost::asio::ip::tcp::endpoint& endpoint, std::string server_hostname, bool verify,
+                          Token&& token) {
+  using init_t = detail::initiate_ssl_connect<boost::asio::ip::tcp::endpoint>;
+  if constexpr (detail::is_default_token<Token>)
+    return await_done(detail::stream_ref<ssl_stream_type>(state_), init_t{{state_}}, endpoint, std::move(server_hostname), verify);
+  else
+    return boost::asio::async_initiate<Token, void(boost::system::error_code)>(init_t{{state_}}, token, endpoint,
+                                                                               std::move(server_hostname), verify);
+}
+
+template <class Token>
+auto SSLIOStream::wait_for_handshake(Token&& token) {
+  using init_t = detail::initiate_wait_for_handshake;
+  if constexpr (detail::is_default_token<Token>)
+    return await_done(detail::stream_ref<ssl_stream_type>(state_), init_t{{state_}});
+  else
+    return boost::asio::async_initiate<Token, void(boost::system::error_code)>(init_t{{state_}}, token);
+}
+
+template <class Protocol>
+template <class Handler>
+void detail::initiate_start_tls<Protocol>::operator()(Handler&& handler, bool server_side,
+                                                      boost::asio::ssl::context* context, std::string server_hostname,
+                                                      bool verify) const {
+  auto ex = s->stream_.get_executor();
+  if (s->closed_ || !s->idle())
+    return post_completion(std::forward<Handler>(handler), ex,
+                           make_error_code(s->closed_ ? error::stream_closed : error::invalid_state),
+                           SSLIOStream(boost::asio::ip::tcp::socket(ex), *context));
+  // The read kept going for the close callback must not eat the handshake.
+  boost::system::error_code ignored;
+  if (s->reading_io_) s->stream_.cancel(ignored);
+  auto close_cb = std::exchange(s->close_cb_, nullptr);
+  // The socket moves to the new stream; this one is left closed.
+  auto tls = std::make_unique<SSLIOStream>(std::move(s->stream_), *context, server_side, std::move(server_hostname), verify,
+                                           s->opts_);
+  s->close({});
+  if (close_cb) tls->set_close_callback(std::move(close_cb));
+  auto& ref = *tls;
+  ref.wait_for_handshake([h = std::forward<Handler>(handler), tls = std::move(tls), ex](boost::system::error_code ec) mutable {
+    post_completion(std::move(h), ex, ec, std::move(*tls));
+  });
+}
+
+// ---- PipeIOStream ----
+
+namespace detail {
+inline void ignore_sigpipe() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction old{};
+    if (::sigaction(SIGPIPE, nullptr, &old) == 0 && old.sa_handler == SIG_DFL) ::signal(SIGPIPE, SIG_IGN);
+  });
+}
+} // namespace detail
+
+inline PipeIOStream::PipeIOStream(const boost::asio::any_io_executor& ex, int fd, stream_options options)
+    : PipeIOStream(boost::asio::posix::stream_descriptor(ex, fd), options) {}
+
+inline PipeIOStream::PipeIOStream(boost::asio::posix::stream_descriptor descriptor, stream_options options)
+    : base((detail::ignore_sigpipe(), std::move(descriptor)), options) {}
+
+} // namespace boost::tornado
+
+#endif

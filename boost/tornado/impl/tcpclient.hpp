@@ -1,0 +1,235 @@
+#ifndef BOOST_TORNADO_IMPL_TCPCLIENT_HPP
+#define BOOST_TORNADO_IMPL_TCPCLIENT_HPP
+
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <list>
+#include <memory>
+#include <optional>
+#include <vector>
+
+namespace boost::tornado {
+namespace detail {
+
+// One connect(): resolution, the racing attempts and the optional handshake, under one
+// deadline. Shared by the attempts' and timers' handlers, which outlive each other in any
+// order; freed when the last lets go.
+template <class Result, class Handler>
+class tcp_connector : public std::enable_shared_from_this<tcp_connector<Result, Handler>> {
+public:
+  tcp_connector(const boost::asio::any_io_executor& ex, connect_options opts, boost::asio::ssl::context* tls,
+                Handler handler)
+      : ex_(ex), opts_(std::move(opts)), tls_(tls), handler_(std::move(handler)),
+        work_(boost::asio::prefer(boost::asio::get_associated_executor(handler_, ex_),
+                                  boost::asio::execution::outstanding_work.tracked)),
+        resolver_(ex), family_timer_(ex), deadline_(ex) {}
+
+  void start(std::string host, unsigned short port) {
+    host_ = std::move(host);
+    auto self = this->shared_from_this();
+    auto slot = boost::asio::get_associated_cancellation_slot(handler_);
+    if (slot.is_connected())
+      slot.assign([weak = std::weak_ptr<tcp_connector>(self)](boost::asio::cancellation_type) {
+        if (auto c = weak.lock()) c->finish(boost::asio::error::operation_aborted, std::nullopt);
+      });
+    if (opts_.timeout > std::chrono::steady_clock::duration::zero()) {
+      deadline_.expires_after(opts_.timeout);
+      deadline_.async_wait([self](const boost::system::error_code& ec) {
+        if (!ec) self->finish(make_error_code(error::timeout), std::nullopt);
+      });
+    }
+    resolver_.async_resolve(host_, std::to_string(port),
+                            [self](const boost::system::error_code& ec, boost::asio::ip::tcp::resolver::results_type r) {
+                              self->on_resolved(ec, std::move(r));
+                            });
+  }
+
+private:
+  void on_resolved(const boost::system::error_code& ec, boost::asio::ip::tcp::resolver::results_type results) {
+    if (finished_) return;
+    if (ec) return finish(ec, std::nullopt);
+    // The first address's family goes first, the other waits (Tornado's _Connector.split).
+    for (const auto& entry : results) {
+      auto ep = entry.endpoint();
+      int fam = ep.address().is_v4() ? AF_INET : AF_INET6;
+      if (opts_.family != AF_UNSPEC && fam != opts_.family) continue;
+      if (lists_[0].empty() || (lists_[0].front().address().is_v4() == ep.address().is_v4()))
+        lists_[0].push_back(ep);
+      else
+        lists_[1].push_back(ep);
+    }
+    remaining_ = static_cast<int>(lists_[0].size() + lists_[1].size());
+    if (!remaining_) return finish(boost::asio::error::host_not_found, std::nullopt);
+    try_connect(0);
+    if (!lists_[1].empty()) {
+      family_timer_.expires_after(TCPClient::happy_eyeballs_delay);
+      family_timer_.async_wait([self = this->shared_from_this()](const boost::system::error_code& ec) {
+        if (!ec) self->start_secondary();
+      });
+    }
+  }
+
+  void start_secondary() {
+    if (secondary_started_ || finished_) return;
+    secondary_started_ = true;
+    family_timer_.cancel();
+    try_connect(1);
+  }
+
+  void try_connect(int which) {
+    if (finished_) return;
+    auto& list = lists_[which];
+    if (next_[which] >= list.size()) {
+      if (remaining_ == 0) finish(last_error_ ? last_error_ : make_error_code(error::stream_closed), std::nullopt);
+      return;
+    }
+    auto ep = list[next_[which]++];
+    boost::asio::ip::tcp::socket socket(ex_);
+    boost::system::error_code ec;
+    socket.open(ep.protocol(), ec);
+    if (!ec && (!opts_.source_ip.empty() || opts_.source_port)) {
+      auto addr = opts_.source_ip.empty()
+                      ? (ep.address().is_v4() ? boost::asio::ip::address(boost::asio::ip::address_v4::any())
+                                              : boost::asio::ip::address(boost::asio::ip::address_v6::any()))
+                      : boost::asio::ip::make_address(opts_.source_ip, ec);
+      if (!ec) socket.bind(boost::asio::ip::tcp::endpoint(addr, opts_.source_port), ec);
+    }
+    if (ec) {
+      --remaining_;
+      last_error_ = ec;
+      return try_connect(which);
+    }
+    auto it = attempts_.emplace(attempts_.end(), std::move(socket), opts_.stream);
+    it->connect(ep, [self = this->shared_from_this(), which, it](const boost::system::error_code& ec) {
+      self->on_attempt(which, it, ec);
+    });
+  }
+
+  void on_attempt(int which, std::list<IOStream>::iterator it, const boost::system::error_code& ec) {
+    if (finished_) return;
+    if (ec) {
+      --remaining_;
+      last_error_ = it->error() ? it->error() : ec;
+      attempts_.erase(it);
+      try_connect(which);
+      // A failed first attempt need not wait for the timer to try the other family.
+      if (which == 0 && !lists_[1].empty()) start_secondary();
+      return;
+    }
+    IOStream stream = std::move(*it);
+    attempts_.erase(it);
+    family_timer_.cancel();
+    close_attempts();
+    if constexpr (std::is_same_v<Result, IOStream>) {
+      finish({}, std::move(stream));
+    } else {
+      stream.start_tls(false, *tls_, host_, true,
+                       [self = this->shared_from_this()](const boost::system::error_code& ec, SSLIOStream s) {
+                         if (self->finished_) return;
+                         boost::system::error_code real = ec ? (s.error() ? s.error() : ec) : ec;
+                         if (real) return self->finish(real, std::nullopt);
+                         self->finish({}, std::move(s));
+                       });
+    }
+  }
+
+  void close_attempts() {
+    for (auto& s : attempts_) s.close();
+  }
+
+  void finish(boost::system::error_code ec, std::optional<Result> result) {
+    if (finished_) return;
+    finished_ = true;
+    family_timer_.cancel();
+    deadline_.cancel();
+    resolver_.cancel();
+    close_attempts();
+    if (!result) {
+      if constexpr (std::is_same_v<Result, IOStream>)
+        result.emplace(ex_);
+      else
+        result.emplace(boost::asio::ip::tcp::socket(ex_), *tls_);
+    }
+    auto slot = boost::asio::get_associated_cancellation_slot(handler_);
+    if (slot.is_connected()) slot.clear();
+    // From one of this operation's own handlers, or a cancellation: posted, never inline.
+    auto h = std::move(handler_);
+    auto work = std::move(work_);
+    boost::asio::post(work, boost::asio::append(std::move(h), ec, std::move(*result)));
+  }
+
+  boost::asio::any_io_executor ex_;
+  connect_options opts_;
+  boost::asio::ssl::context* tls_;
+  Handler handler_;
+  std::decay_t<decltype(boost::asio::prefer(std::declval<boost::asio::associated_executor_t<Handler, boost::asio::any_io_executor>>(),
+                                            boost::asio::execution::outstanding_work.tracked))>
+      work_;
+  std::string host_;
+  boost::asio::ip::tcp::resolver resolver_;
+  boost::asio::steady_timer family_timer_, deadline_;
+  std::vector<boost::asio::ip::tcp::endpoint> lists_[2];
+  std::size_t next_[2] = {0, 0};
+  int remaining_ = 0;
+  boost::system::error_code last_error_;
+  bool finished_ = false, secondary_started_ = false;
+  std::list<IOStream> attempts_;
+};
+
+template <class Result>
+struct initiate_tcp_connect {
+  boost::asio::any_io_executor ex;
+  using executor_type = boost::asio::any_io_executor;
+  executor_type get_executor() const { return ex; }
+  template <class Handler>
+  void operator()(Handler&& handler, std::string host, unsigned short port, connect_options opts,
+                  boost::asio::ssl::context* tls) const {
+    auto c = std::make_shared<tcp_connector<Result, std::decay_t<Handler>>>(ex, std::move(opts), tls,
+                                                                          std::forward<Handler>(handler));
+    c->start(std::move(host), port);
+  }
+};
+
+[[noreturn]] inline void throw_connect_error(const boost::system::error_code& ec) {
+  if (ec == error::timeout || ec == boost::asio::error::operation_aborted) throw_error(ec);
+  if (ec.category() == boost::asio::error::get_netdb_category() ||
+      ec.category() == boost::asio::error::get_addrinfo_category())
+    throw boost::system::system_error(ec, "resolve");
+  throw StreamClosedError(ec);
+}
+
+template <class Result>
+boost::asio::awaitable<Result> await_connect(initiate_tcp_connect<Result> init, std::string host, unsigned short port,
+                                             connect_options opts, boost::asio::ssl::context* tls) {
+  auto r = co_await make_direct_op<Result>(std::move(init), std::move(host), port, std::move(opts), tls);
+  if (r.ec) throw_connect_error(r.ec);
+  co_return std::move(r.value);
+}
+
+} // namespace detail
+
+template <class Token>
+auto TCPClient::connect(std::string host, unsigned short port, connect_options options, Token&& token) {
+  using init_t = detail::initiate_tcp_connect<IOStream>;
+  boost::asio::ssl::context* none = nullptr;
+  if constexpr (detail::is_default_token<Token>)
+    return detail::await_connect<IOStream>(init_t{ex_}, std::move(host), port, std::move(options), none);
+  else
+    return boost::asio::async_initiate<Token, void(boost::system::error_code, IOStream)>(
+        init_t{ex_}, token, std::move(host), port, std::move(options), none);
+}
+
+template <class Token>
+auto TCPClient::connect(std::string host, unsigned short port, boost::asio::ssl::context& ssl_context,
+                        connect_options options, Token&& token) {
+  using init_t = detail::initiate_tcp_connect<SSLIOStream>;
+  if constexpr (detail::is_default_token<Token>)
+    return detail::await_connect<SSLIOStream>(init_t{ex_}, std::move(host), port, std::move(options), &ssl_context);
+  else
+    return boost::asio::async_initiate<Token, void(boost::system::error_code, SSLIOStream)>(
+        init_t{ex_}, token, std::move(host), port, std::move(options), &ssl_context);
+}
+
+} // namespace boost::tornado
+
+#endif

@@ -1,0 +1,93 @@
+#ifndef BOOST_TORNADO_IMPL_TCPSERVER_HPP
+#define BOOST_TORNADO_IMPL_TCPSERVER_HPP
+
+#include <exception>
+#include <utility>
+
+namespace boost::tornado {
+namespace detail {
+template <class T>
+struct is_awaitable_void : std::false_type {};
+template <class Executor>
+struct is_awaitable_void<boost::asio::awaitable<void, Executor>> : std::true_type {};
+} // namespace detail
+
+template <class Result>
+void TCPServer::run_handler(Result&& r) {
+  boost::asio::co_spawn(ex_, std::forward<Result>(r), [](std::exception_ptr e) {
+    if (e) log_exception(app_log, "Exception in stream handler", e);
+  });
+}
+
+template <class Handler>
+TCPServer::TCPServer(const boost::asio::any_io_executor& ex, Handler handler, stream_options options) : ex_(ex) {
+  on_connection_ = [this, handler = std::move(handler), options](boost::asio::ip::tcp::socket socket,
+                                                                  boost::asio::ip::tcp::endpoint address) mutable {
+    IOStream stream(std::move(socket), options);
+    using result_t = std::invoke_result_t<Handler&, IOStream, boost::asio::ip::tcp::endpoint>;
+    if constexpr (detail::is_awaitable_void<result_t>::value) {
+      run_handler(handler(std::move(stream), address));
+    } else {
+      try {
+        handler(std::move(stream), address);
+      } catch (...) {
+        log_exception(app_log, "Error in connection callback", std::current_exception());
+      }
+    }
+  };
+}
+
+template <class Handler>
+TCPServer::TCPServer(const boost::asio::any_io_executor& ex, Handler handler, boost::asio::ssl::context& ssl_context,
+                     stream_options options)
+    : ex_(ex) {
+  on_connection_ = [this, handler = std::move(handler), options, ctx = &ssl_context](
+                       boost::asio::ip::tcp::socket socket, boost::asio::ip::tcp::endpoint address) mutable {
+    // The handshake starts now; the handler's first I/O waits for it, as Tornado's lazy one.
+    SSLIOStream stream(std::move(socket), *ctx, true, {}, true, options);
+    using result_t = std::invoke_result_t<Handler&, SSLIOStream, boost::asio::ip::tcp::endpoint>;
+    if constexpr (detail::is_awaitable_void<result_t>::value) {
+      run_handler(handler(std::move(stream), address));
+    } else {
+      try {
+        handler(std::move(stream), address);
+      } catch (...) {
+        log_exception(app_log, "Error in connection callback", std::current_exception());
+      }
+    }
+  };
+}
+
+inline void TCPServer::add_socket(boost::asio::ip::tcp::acceptor socket) {
+  auto& s = sockets_.emplace_back(std::move(socket));
+  removers_.push_back(add_accept_handler(
+      s, [this](boost::asio::ip::tcp::socket conn, boost::asio::ip::tcp::endpoint address) {
+        on_connection_(std::move(conn), address);
+      }));
+}
+
+inline void TCPServer::stop() {
+  auto removers = std::move(removers_);
+  removers_.clear();
+  for (auto& remove : removers) remove();
+  for (auto& s : sockets_) {
+    boost::system::error_code ignored;
+    s.close(ignored);
+  }
+  sockets_.clear();
+  pending_.clear();
+}
+
+inline std::vector<boost::asio::ip::tcp::endpoint> TCPServer::endpoints() const {
+  std::vector<boost::asio::ip::tcp::endpoint> out;
+  for (auto& s : sockets_) {
+    boost::system::error_code ec;
+    auto ep = s.local_endpoint(ec);
+    if (!ec) out.push_back(ep);
+  }
+  return out;
+}
+
+} // namespace boost::tornado
+
+#endif

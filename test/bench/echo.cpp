@@ -1,0 +1,303 @@
+// Line echo: the library's echo server (read_until + write, as example/echo_server.cpp) against
+// a raw Asio server (async_read_until + async_write) under the same load client: 50
+// connections, lines of 100 B, 1 KiB and 16 KiB; server CPU microseconds per round trip. Each
+// server runs on its own thread pinned to CPU 0, the client on CPU 1. Then 10,000 concurrent
+// connections echoing, and server memory per idle connection with a read pending.
+#include <boost/tornado/ioloop.hpp>
+#include <boost/tornado/iostream.hpp>
+#include <boost/tornado/tcpserver.hpp>
+
+#include "bench.hpp"
+
+#include <boost/asio.hpp>
+#include <atomic>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <memory>
+#include <pthread.h>
+#include <sched.h>
+#include <string>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <thread>
+#include <vector>
+
+namespace asio = boost::asio;
+namespace tornado = boost::tornado;
+using tcp = asio::ip::tcp;
+
+static void pin(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu % std::max(1u, std::thread::hardware_concurrency()), &set);
+  pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+static double thread_cpu_seconds(pthread_t t) {
+  clockid_t cid;
+  pthread_getcpuclockid(t, &cid);
+  timespec ts;
+  clock_gettime(cid, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+// ---- the raw Asio server ----
+struct raw_session : std::enable_shared_from_this<raw_session> {
+  tcp::socket socket;
+  std::string buf;
+  explicit raw_session(tcp::socket s) : socket(std::move(s)) {}
+  void read() {
+    asio::async_read_until(socket, asio::dynamic_buffer(buf), '\n',
+                           [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
+                             if (ec) return;
+                             asio::async_write(self->socket, asio::buffer(self->buf.data(), n),
+                                               [self, n](boost::system::error_code ec, std::size_t) {
+                                                 if (ec) return;
+                                                 self->buf.erase(0, n);
+                                                 self->read();
+                                               });
+                           });
+  }
+};
+static void raw_accept(tcp::acceptor& a) {
+  a.async_accept([&a](boost::system::error_code ec, tcp::socket s) {
+    if (ec) return;
+    s.set_option(tcp::no_delay(true));
+    std::make_shared<raw_session>(std::move(s))->read();
+    raw_accept(a);
+  });
+}
+
+// ---- ours: the echo example's handler ----
+static asio::awaitable<void> echo(tornado::IOStream stream, tcp::endpoint) {
+  stream.set_nodelay(true);
+  try {
+    for (;;) {
+      std::string line = co_await stream.read_until("\n");
+      co_await stream.write(std::move(line));
+    }
+  } catch (const tornado::StreamClosedError&) {
+  }
+}
+
+// A server on its own thread; stop() ends it.
+class server_thread {
+public:
+  explicit server_thread(bool ours) {
+    std::atomic<unsigned short> port{0};
+    thread_ = std::thread([this, ours, &port] {
+      pin(0);
+      if (ours) {
+        tornado::IOLoop loop;
+        ctx_ = &loop.context();
+        tornado::TCPServer server(loop.get_executor(), echo);
+        server.listen(0, "127.0.0.1", AF_INET, 1024);
+        port = server.endpoints().front().port();
+        auto guard = asio::make_work_guard(loop.context());
+        loop.context().run();
+      } else {
+        asio::io_context ctx(1);
+        ctx_ = &ctx;
+        tcp::acceptor a(ctx, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+        a.listen(1024);
+        raw_accept(a);
+        port = a.local_endpoint().port();
+        auto guard = asio::make_work_guard(ctx);
+        ctx.run();
+      }
+    });
+    while (!port) std::this_thread::yield();
+    port_ = port;
+  }
+  ~server_thread() {
+    ctx_->stop();
+    thread_.join();
+  }
+  unsigned short port() const { return port_; }
+  pthread_t handle() { return thread_.native_handle(); }
+  // Resident memory of the whole process, bytes.
+  static long rss() {
+    std::ifstream f("/proc/self/statm");
+    long pages = 0, resident = 0;
+    f >> pages >> resident;
+    return resident * sysconf(_SC_PAGESIZE);
+  }
+
+private:
+  std::thread thread_;
+  asio::io_context* ctx_ = nullptr;
+  unsigned short port_ = 0;
+};
+
+// The load client: each connection writes a line, waits for its echo, checks it, repeats.
+struct load_client {
+  struct conn : std::enable_shared_from_this<conn> {
+    tcp::socket s;
+    std::string out, in;
+    load_client* owner;
+    conn(asio::io_context& io, load_client* o, std::size_t msg, int id) : s(io), owner(o) {
+      out.resize(msg - 1);
+      for (std::size_t i = 0; i < out.size(); ++i) out[i] = char('a' + (i * 7 + id) % 26);
+      out.push_back('\n');
+    }
+    void go() {
+      if (owner->stopping) return;
+      asio::async_write(s, asio::buffer(out), [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+        if (ec) return void(++self->owner->errors);
+        asio::async_read_until(self->s, asio::dynamic_buffer(self->in), '\n',
+                               [self](boost::system::error_code ec, std::size_t n) {
+                                 if (ec) return void(++self->owner->errors);
+                                 if (n != self->out.size() || self->in.compare(0, n, self->out) != 0) ++self->owner->errors;
+                                 self->in.erase(0, n);
+                                 ++self->owner->round_trips;
+                                 self->go();
+                               });
+      });
+    }
+  };
+  asio::io_context io{1};
+  std::vector<std::shared_ptr<conn>> conns;
+  long long round_trips = 0, errors = 0;
+  bool stopping = false;
+
+  void connect(unsigned short port, int n, std::size_t msg) {
+    for (int i = 0; i < n; ++i) {
+      auto c = std::make_shared<conn>(io, this, msg, i);
+      c->s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+      c->s.set_option(tcp::no_delay(true));
+      conns.push_back(c);
+    }
+  }
+  void run_for(double seconds) {
+    io.restart();
+    io.run_for(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double>(seconds)));
+  }
+};
+
+struct echo_result {
+  double us_per_rt;
+  long long errors;
+};
+
+// Server CPU per round trip over `seconds` after a warm-up.
+static echo_result measure(bool ours, int conns, std::size_t msg, double seconds) {
+  server_thread server(ours);
+  echo_result r{};
+  std::thread client([&] {
+    pin(1);
+    load_client lc;
+    lc.connect(server.port(), conns, msg);
+    for (auto& c : lc.conns) c->go();
+    lc.run_for(seconds / 4);  // warm-up
+    long long rt0 = lc.round_trips;
+    double cpu0 = thread_cpu_seconds(server.handle());
+    lc.run_for(seconds);
+    double cpu1 = thread_cpu_seconds(server.handle());
+    long long rts = lc.round_trips - rt0;
+    lc.stopping = true;
+    lc.run_for(0.2);  // let the last round trips finish before closing
+    r.us_per_rt = rts ? (cpu1 - cpu0) * 1e6 / double(rts) : 1e9;
+    r.errors = lc.errors;
+  });
+  client.join();
+  return r;
+}
+
+// `n` connections that each echo `rounds` lines at once; returns errors, and the server's
+// memory growth per connection once every connection is idle with a read pending.
+static std::pair<long long, double> many_connections(bool ours, int n, int rounds) {
+  server_thread server(ours);
+  long before = server_thread::rss();
+  long long errors = 0;
+  double per_conn = 0;
+  std::thread client([&] {
+    pin(1);
+    asio::io_context io(1);
+    std::vector<tcp::socket> socks;
+    socks.reserve(n);
+    for (int i = 0; i < n; ++i) {
+      socks.emplace_back(io);
+      boost::system::error_code ec;
+      socks.back().connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), server.port()), ec);
+      if (ec) ++errors;
+    }
+    std::vector<std::string> in(n);
+    int pending = 0;
+    for (int r = 0; r < rounds; ++r) {
+      for (int i = 0; i < n; ++i) {
+        ++pending;
+        asio::async_write(socks[i], asio::buffer("x\n", 2), [&, i](boost::system::error_code ec, std::size_t) {
+          if (ec) {
+            ++errors;
+            --pending;
+            return;
+          }
+          asio::async_read_until(socks[i], asio::dynamic_buffer(in[i]), '\n', [&, i](boost::system::error_code ec, std::size_t k) {
+            if (ec || k != 2) ++errors;
+            if (!ec) in[i].erase(0, k);
+            --pending;
+          });
+        });
+      }
+      io.restart();  // the previous round ran it out of work
+      while (pending) io.run_one();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    per_conn = double(server_thread::rss() - before) / n;
+  });
+  client.join();
+  return {errors, per_conn};
+}
+
+// Runs fn in a fresh child process (so one server's freed memory cannot flatter the other's).
+template <class F>
+static std::pair<long long, double> in_child(F fn) {
+  int fds[2];
+  if (pipe(fds) != 0) return {-1, 0};
+  pid_t pid = fork();
+  if (pid == 0) {
+    auto r = fn();
+    if (write(fds[1], &r, sizeof r) != sizeof r) _exit(1);
+    _exit(0);
+  }
+  std::pair<long long, double> r{-1, 0};
+  close(fds[1]);
+  if (read(fds[0], &r, sizeof r) != sizeof r) r = {-1, 0};
+  close(fds[0]);
+  waitpid(pid, nullptr, 0);
+  return r;
+}
+
+int main() {
+  const double secs = std::max(0.3, 2.0 * bench::scale());
+  // Ours and the baseline alternate, best of 3 each, so a disturbance hits both alike.
+  for (std::size_t msg : {100, 1024, 16384}) {
+    if (std::getenv("BENCH_CONNECTIONS")) break;
+    double ours = 1e300, raw = 1e300;
+    long long errors = 0;
+    for (int r = 0; r < 3; ++r) {
+      auto o = measure(true, 50, msg, secs);
+      auto b = measure(false, 50, msg, secs);
+      ours = std::min(ours, o.us_per_rt);
+      raw = std::min(raw, b.us_per_rt);
+      errors += o.errors + b.errors;
+    }
+    std::string name = "echo_50conns_" + std::to_string(msg) + "B_server_cpu";
+    bench::report(name.c_str(), ours, "raw_asio", raw, "us/roundtrip");
+    if (errors) std::printf("echo errors: %lld\n", errors);
+  }
+
+  rlimit lim{};
+  getrlimit(RLIMIT_NOFILE, &lim);
+  lim.rlim_cur = lim.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &lim);
+  int n = lim.rlim_cur >= 2 * 10'000 + 100 ? 10'000 : int(lim.rlim_cur / 2 - 100);
+  if (const char* c = std::getenv("BENCH_CONNECTIONS")) n = std::atoi(c);
+  auto [ours_errors, ours_mem] = in_child([&] { return many_connections(true, n, 3); });
+  auto [raw_errors, raw_mem] = in_child([&] { return many_connections(false, n, 3); });
+  std::printf("bench echo_%d_connections: errors ours %lld, raw_asio %lld\n", n, ours_errors, raw_errors);
+  bench::report("idle_connection_memory", ours_mem, "raw_asio", raw_mem, "bytes/connection");
+  return ours_errors + raw_errors != 0;
+}
