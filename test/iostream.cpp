@@ -1342,8 +1342,9 @@ using tornado::detail::write_queue;
 
 // What the next gathered write would send: non-empty while there is data, a prefix of it.
 void check_peek(const write_queue& buf, const std::string& expected) {
-  std::array<asio::const_buffer, write_queue::max_gather> out;
-  std::size_t k = buf.gather(out);
+  auto g = buf.gather();
+  const auto& out = g.bufs;
+  std::size_t k = g.n;
   std::string got;
   for (std::size_t i = 0; i < k; ++i) got.append(static_cast<const char*>(out[i].data()), out[i].size());
   BOOST_TEST(buf.size() == expected.size());
@@ -1408,22 +1409,24 @@ BOOST_AUTO_TEST_CASE(test_sealed_pieces_do_not_change) {
   // Bytes being written (sealed) neither move nor grow when more is queued meanwhile.
   write_queue q;
   q.append_copy("abc", 3);
-  std::array<asio::const_buffer, write_queue::max_gather> out;
-  BOOST_TEST(q.gather(out) == 1u);
-  const void* in_flight = out[0].data();
+  auto g = q.gather();
+  BOOST_TEST(g.n == 1u);
+  const void* in_flight = g.bufs[0].data();
   q.seal(1);
   q.append_copy("def", 3);
   std::string big(5000, 'z');
   q.append_owned(std::move(big));
   q.append_copy("ghi", 3);
-  BOOST_TEST(q.gather(out) == 4u);
-  BOOST_TEST(out[0].data() == in_flight);
-  BOOST_TEST(out[0].size() == 3u);
+  g = q.gather();
+  BOOST_TEST(g.n == 4u);
+  BOOST_TEST(g.bufs[0].data() == in_flight);
+  BOOST_TEST(g.bufs[0].size() == 3u);
   q.unseal();
   q.consume(3);
   q.append_copy("jkl", 3);  // joins the last copied piece
-  BOOST_TEST(q.gather(out) == 3u);
-  BOOST_TEST(std::string(static_cast<const char*>(out[2].data()), out[2].size()) == "ghijkl");
+  g = q.gather();
+  BOOST_TEST(g.n == 3u);
+  BOOST_TEST(std::string(static_cast<const char*>(g.bufs[2].data()), g.bufs[2].size()) == "ghijkl");
   BOOST_TEST(q.size() == 3u + 5000u + 6u);
 }
 

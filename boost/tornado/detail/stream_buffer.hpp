@@ -56,6 +56,27 @@ public:
   }
   void commit(std::size_t n) noexcept { end_ += n; }
 
+  // Writable space after the data: what is there if it is at least half of `ideal`, else at
+  // least `ideal` bytes (an empty buffer takes a recycled block).
+  boost::asio::mutable_buffer prepare_some(std::size_t ideal) {
+    if (!data_) {
+      take_block(ideal);
+      return {data_.get(), cap_};
+    }
+    if (cap_ - end_ >= ideal / 2 && cap_ > end_) return {data_.get() + end_, cap_ - end_};
+    return prepare(ideal);
+  }
+
+  // Gives an empty buffer's block to this thread's cache of read blocks, so that an idle
+  // stream holds none.
+  void release_if_empty() noexcept {
+    if (!empty() || !data_ || pinned_) return;
+    auto& cache = block_cache();
+    if (cache.size() < max_cached_blocks) cache.push_back({std::move(data_), cap_});
+    data_.reset();
+    cap_ = begin_ = end_ = 0;
+  }
+
   void append(const char* p, std::size_t n) {
     if (!n) return;
     prepare(n);
@@ -73,6 +94,32 @@ public:
   }
 
 private:
+  struct block {
+    std::unique_ptr<char[]> data;
+    std::size_t cap;
+  };
+  static constexpr std::size_t max_cached_blocks = 16;
+  static std::vector<block>& block_cache() {
+    thread_local std::vector<block> cache;
+    return cache;
+  }
+  void take_block(std::size_t want) {
+    auto& cache = block_cache();
+    for (std::size_t i = cache.size(); i-- > 0;) {
+      if (cache[i].cap >= want) {
+        data_ = std::move(cache[i].data);
+        cap_ = cache[i].cap;
+        cache[i] = std::move(cache.back());
+        cache.pop_back();
+        begin_ = end_ = 0;
+        return;
+      }
+    }
+    data_.reset(new char[want]);
+    cap_ = want;
+    begin_ = end_ = 0;
+  }
+
   std::unique_ptr<char[]> data_;
   std::size_t cap_ = 0, begin_ = 0, end_ = 0;
   bool pinned_ = false;
@@ -93,8 +140,12 @@ public:
     if (pieces_.size() == head_ || !pieces_.back().copied || pieces_.size() <= sealed_) {
       piece pc;
       pc.copied = true;
-      pc.s = std::move(spare_);
-      pc.s.clear();
+      auto& pool = spare_pool();
+      if (!pool.empty()) {
+        pc.s = std::move(pool.back());
+        pool.pop_back();
+        pc.s.clear();
+      }
       // Never in the string object itself: the bytes must not move when the piece does.
       pc.s.reserve(std::max<std::size_t>(n, 256));
       pieces_.push_back(std::move(pc));
@@ -116,15 +167,23 @@ public:
     size_ += n;
   }
 
+  // A buffer sequence carried by the write operation itself (the stream keeps no room for it).
+  struct gathered {
+    std::array<boost::asio::const_buffer, max_gather> bufs;
+    std::size_t n = 0;
+    const boost::asio::const_buffer* begin() const noexcept { return bufs.data(); }
+    const boost::asio::const_buffer* end() const noexcept { return bufs.data() + n; }
+  };
+
   // Up to max_gather buffers from the front, for one gathered write.
-  std::size_t gather(std::array<boost::asio::const_buffer, max_gather>& out) const noexcept {
-    std::size_t k = 0;
-    for (std::size_t i = head_; i < pieces_.size() && k < max_gather; ++i, ++k) {
+  gathered gather() const noexcept {
+    gathered out;
+    for (std::size_t i = head_; i < pieces_.size() && out.n < max_gather; ++i) {
       const piece& pc = pieces_[i];
       std::size_t off = i == head_ ? offset_ : 0;
-      out[k] = boost::asio::const_buffer(pc.data() + off, pc.size() - off);
+      out.bufs[out.n++] = boost::asio::const_buffer(pc.data() + off, pc.size() - off);
     }
-    return k;
+    return out;
   }
 
   // The first k pieces are being written: nothing is appended to them until unseal().
@@ -161,7 +220,8 @@ private:
 
   void pop_front() noexcept {
     piece& pc = pieces_[head_];
-    if (pc.copied && pc.s.capacity() <= 64 * 1024) spare_ = std::move(pc.s);  // reused by the next small write
+    // The block goes to this thread's pool for the next small write, not kept per stream.
+    if (pc.copied && pc.s.capacity() <= 64 * 1024 && spare_pool().size() < 16) spare_pool().push_back(std::move(pc.s));
     pc = piece();
     offset_ = 0;
     if (++head_ == pieces_.size()) {
@@ -174,8 +234,12 @@ private:
   }
 
   std::vector<piece> pieces_;
+  static std::vector<std::string>& spare_pool() {
+    thread_local std::vector<std::string> pool;
+    return pool;
+  }
+
   std::size_t head_ = 0, offset_ = 0, size_ = 0, sealed_ = 0;
-  std::string spare_;
 };
 
 } // namespace boost::tornado::detail

@@ -17,6 +17,8 @@
 #include <boost/asio/execution_context.hpp>
 #include <boost/asio/query.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/detail/scheduler.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/ssl/stream.hpp>
@@ -55,6 +57,26 @@ template <class Stream>
 struct is_ssl_stream : std::false_type {};
 template <class Next>
 struct is_ssl_stream<boost::asio::ssl::stream<Next>> : std::true_type {};
+
+// Sockets and descriptors: the reactor reports their readiness and they read without blocking.
+template <class Stream>
+struct is_reactor_stream : std::false_type {};
+template <class Protocol, class Executor>
+struct is_reactor_stream<boost::asio::basic_stream_socket<Protocol, Executor>> : std::true_type {};
+template <class Executor>
+struct is_reactor_stream<boost::asio::posix::basic_stream_descriptor<Executor>> : std::true_type {};
+
+// Whether the context promised one thread (io_context(1), as IOLoop makes): then a stream can
+// wait for readiness instead of keeping a read buffer posted.
+inline bool single_threaded(boost::asio::execution_context& ctx) {
+#ifdef BOOST_TORNADO_NO_READINESS_READS
+  (void)ctx;
+  return false;
+#else
+  return boost::asio::has_service<boost::asio::detail::scheduler>(ctx) &&
+         boost::asio::use_service<boost::asio::detail::scheduler>(ctx).concurrency_hint() == 1;
+#endif
+}
 
 template <class Stream>
 auto& lowest_layer_of(Stream& s) {
@@ -130,9 +152,10 @@ public:
   explicit stream_state(stream_options opts, A&&... a) : stream_(std::forward<A>(a)...), opts_(opts) {
     if (opts_.read_chunk_size == 0) opts_.read_chunk_size = 1;
     on_shutdown = [](registered_stream* r) { static_cast<stream_state*>(r)->shutdown(); };
-    registry_ = &boost::asio::use_service<stream_registry>(
-        boost::asio::query(stream_.get_executor(), boost::asio::execution::context));
+    auto& ctx = boost::asio::query(stream_.get_executor(), boost::asio::execution::context);
+    registry_ = &boost::asio::use_service<stream_registry>(ctx);
     registry_->add(this);
+    readiness_ = is_reactor_stream<Stream>::value && single_threaded(ctx);
   }
 
   // The context is going away: pending operations are destroyed without running.
@@ -164,10 +187,14 @@ public:
   template <class Waiter, class Handler, class Configure>
   void begin_read(Handler&& handler, Configure configure);
   void try_read(bool initiating);
+  bool try_complete(bool initiating);
   std::optional<std::size_t> find_read_pos(bool& unsatisfiable);
   void finish_read(std::size_t pos, bool initiating);
   void fail_read(boost::system::error_code ec, bool initiating);
-  void start_read_io();
+  void start_read_io(bool initiating = false);
+  void read_ready(bool initiating);
+  void on_readable(const boost::system::error_code& ec, std::size_t);
+  void handle_read_error(const boost::system::error_code& ec);
   void on_read(const boost::system::error_code& ec, std::size_t n);
   void deliver_streaming();
   // Tornado's limit: one read never asks for more than half the buffer's maximum.
@@ -238,11 +265,12 @@ public:
   std::function<void(std::string_view)> streaming_;
   intrusive_list read_waiters_;  // at most one
   bool reading_io_ = false;
+  bool readiness_ = false;       // see read_ready()
+  bool non_blocking_ = false;
   bool io_direct_ = false;       // the read in flight targets into_, not the buffer
   boost::asio::cancellation_signal read_cancel_;
 
   write_queue wq_;
-  std::array<boost::asio::const_buffer, write_queue::max_gather> gathered_;
   std::uint64_t total_queued_ = 0, total_sent_ = 0;
   intrusive_list write_waiters_;
   bool writing_io_ = false;

@@ -81,10 +81,12 @@ public:
     return p;
   }
 
-  // Called once the node is linked (owner's lock held).
-  void arm(const Deadline& deadline) {
+  // Called once the node is linked (owner's lock held). The timer is a separate allocation:
+  // most waits have none, and a waiting node should stay small.
+  void arm(const Deadline& deadline, const DefaultExecutor& ex) {
     if (deadline) {
-      timer_.emplace(boost::asio::get_associated_executor(handler_, default_ex_), deadline.when());
+      timer_ = std::make_unique<boost::asio::steady_timer>(boost::asio::get_associated_executor(handler_, ex),
+                                                           deadline.when());
       refs_.fetch_add(1, std::memory_order_relaxed);  // the timer's handler holds one
       timer_->async_wait(timer_handler(this));
     }
@@ -109,7 +111,7 @@ private:
   template <class H, class... BaseArgs>
   prim_waiter_node(H&& h, Owner* owner, const DefaultExecutor& ex, BaseArgs&&... base_args)
       : Base(&node_ops, std::forward<BaseArgs>(base_args)...), handler_(std::forward<H>(h)),
-        work_(handler_, ex), owner_(owner), default_ex_(ex) {}
+        work_(handler_, ex), owner_(owner) {}
 
   // The timer's handler keeps the node alive until it has run -- or, if the io_context is
   // destroyed with it still queued, until it is destroyed -- so the node is freed exactly once,
@@ -194,8 +196,7 @@ private:
   Handler handler_;
   work_t work_;
   Owner* owner_;
-  DefaultExecutor default_ex_;
-  std::optional<boost::asio::steady_timer> timer_;
+  std::unique_ptr<boost::asio::steady_timer> timer_;
   node_allocator_t<Handler> alloc_{boost::asio::get_associated_allocator(handler_, boost::asio::recycling_allocator<void>())};
   std::atomic<int> refs_{1};  // the list/completion, plus the timer's handler while armed
   std::atomic<bool> completed_{false};
@@ -213,7 +214,7 @@ void enqueue_waiter_on(const DefaultExecutor& ex, Handler&& handler, Owner* owne
   using node = prim_waiter_node<Base, std::decay_t<Handler>, Owner, DefaultExecutor>;
   node* n = node::create(std::forward<Handler>(handler), owner, ex, std::forward<BaseArgs>(base_args)...);
   list.push_back(n);
-  n->arm(deadline);
+  n->arm(deadline, ex);
 }
 
 // The primitives are bound to no executor: handlers without one run on Asio's system executor.

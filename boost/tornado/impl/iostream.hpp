@@ -77,10 +77,16 @@ void stream_state<Stream>::drain_into() {
 
 template <class Stream>
 void stream_state<Stream>::try_read(bool initiating) {
-  if (kind_ == read_kind::none) return;
+  if (!try_complete(initiating)) start_read_io(initiating);
+}
+
+// Finishes the pending read if the buffer (or the closed stream) allows; true when it is done.
+template <class Stream>
+bool stream_state<Stream>::try_complete(bool initiating) {
+  if (kind_ == read_kind::none) return true;
   if (streaming_mode_) {
     deliver_streaming();
-    if (kind_ == read_kind::none || closed_) return;
+    if (kind_ == read_kind::none || closed_) return true;
   } else {
     if (filling()) drain_into();
     bool unsatisfiable = false;
@@ -90,15 +96,19 @@ void stream_state<Stream>::try_read(bool initiating) {
       log(log_level::info, gen_log,
           "Unsatisfiable read, closing connection: " + what + " not found within " + std::to_string(max_bytes_) + " bytes");
       close(make_error_code(error::unsatisfiable_read));
-      return;
+      return true;
     }
-    if (pos) return finish_read(*pos, initiating);
+    if (pos) {
+      finish_read(*pos, initiating);
+      return true;
+    }
   }
   if (closed_) {
-    if (kind_ == read_kind::until_close) return finish_read(rbuf_.size(), initiating);
-    return fail_read(closed_error(), initiating);
+    if (kind_ == read_kind::until_close) finish_read(rbuf_.size(), initiating);
+    else fail_read(closed_error(), initiating);
+    return true;
   }
-  start_read_io();
+  return false;
 }
 
 template <class Stream>
@@ -235,8 +245,11 @@ void stream_state<Stream>::deliver_streaming() {
 }
 
 template <class Stream>
-void stream_state<Stream>::start_read_io() {
+void stream_state<Stream>::start_read_io(bool initiating) {
   if (reading_io_ || closed_ || gated_ || !lowest_layer_of(stream_).is_open()) return;
+  if constexpr (is_reactor_stream<Stream>::value) {
+    if (readiness_) return read_ready(initiating);
+  }
   boost::asio::mutable_buffer target;
   if (filling()) {
     drain_into();
@@ -252,6 +265,71 @@ void stream_state<Stream>::start_read_io() {
   reading_io_ = true;
   stream_.async_read_some(target, boost::asio::bind_cancellation_slot(
                                       read_cancel_.slot(), io_handler<Stream, &stream_state::on_read>{stream_ref<Stream>(this)}));
+}
+
+// The readiness path (a socket or descriptor on a single-threaded io_context): read what the
+// kernel has now, without blocking, until the read is satisfied or nothing is left; then wait
+// for readiness holding no buffer. The wait is queued right after the read that found nothing,
+// with no other reactor pass in between, so no wake-up can be missed.
+template <class Stream>
+void stream_state<Stream>::read_ready(bool initiating) {
+  if constexpr (is_reactor_stream<Stream>::value) {
+    boost::system::error_code ec;
+    if (!non_blocking_) {
+      stream_.non_blocking(true, ec);
+      if (ec) return handle_read_error(ec);
+      non_blocking_ = true;
+    }
+    for (;;) {
+      const bool direct = filling();
+      boost::asio::mutable_buffer target;
+      if (direct) {
+        drain_into();
+        target = boost::asio::mutable_buffer(static_cast<char*>(into_.data()) + into_filled_, into_.size() - into_filled_);
+      } else {
+        target = rbuf_.prepare_some(read_chunk_limit());
+      }
+      std::size_t n = stream_.read_some(target, ec);
+      if (ec == boost::asio::error::would_block || ec == boost::asio::error::try_again) {
+        if (!direct) rbuf_.release_if_empty();
+        reading_io_ = true;
+        stream_.async_wait(Stream::wait_read,
+                           boost::asio::bind_cancellation_slot(
+                               read_cancel_.slot(), io_handler<Stream, &stream_state::on_readable>{stream_ref<Stream>(this)}));
+        return;
+      }
+      if (direct) into_filled_ += n;
+      else rbuf_.commit(n);
+      if (ec) {
+        if (!direct) rbuf_.release_if_empty();
+        return handle_read_error(ec);
+      }
+      if (!direct && rbuf_.size() > opts_.max_buffer_size) {
+        log(log_level::error, gen_log, "Reached maximum read buffer size");
+        return close(make_error_code(error::stream_buffer_full));
+      }
+      if (kind_ == read_kind::none || try_complete(initiating)) return;
+    }
+  }
+}
+
+template <class Stream>
+void stream_state<Stream>::on_readable(const boost::system::error_code& ec, std::size_t) {
+  reading_io_ = false;
+  if (cancel_pending_) {
+    cancel_pending_ = false;
+    if (kind_ != read_kind::none) fail_read(boost::asio::error::operation_aborted, false);
+  }
+  if (closed_) return;
+  if (ec && ec != boost::asio::error::operation_aborted) return handle_read_error(ec);
+  if (kind_ != read_kind::none || (close_cb_ && rbuf_.empty())) start_read_io(false);
+}
+
+template <class Stream>
+void stream_state<Stream>::handle_read_error(const boost::system::error_code& ec) {
+  if (ec == boost::asio::error::eof) return close({});
+  if (!is_connection_reset(ec)) log(log_level::warning, gen_log, "Read error: " + ec.message());
+  close(ec);
 }
 
 template <class Stream>
@@ -275,9 +353,7 @@ void stream_state<Stream>::on_read(const boost::system::error_code& ec, std::siz
       else maybe_listen_for_close();
       return;
     }
-    if (ec == boost::asio::error::eof) return close({});
-    if (!is_connection_reset(ec)) log(log_level::warning, gen_log, "Read error: " + ec.message());
-    return close(ec);
+    return handle_read_error(ec);
   }
   if (!io_direct_ && rbuf_.size() > opts_.max_buffer_size) {
     log(log_level::error, gen_log, "Reached maximum read buffer size");
@@ -313,11 +389,14 @@ void stream_state<Stream>::begin_write(Handler&& handler, std::size_t n, Append 
 template <class Stream>
 void stream_state<Stream>::start_write_io() {
   if (writing_io_ || closed_ || gated_ || wq_.empty()) return;
-  std::size_t k = wq_.gather(gathered_);
-  wq_.seal(k);
+  auto bufs = wq_.gather();
+  wq_.seal(bufs.n);
   writing_io_ = true;
-  stream_.async_write_some(std::span<const boost::asio::const_buffer>(gathered_.data(), k),
-                           io_handler<Stream, &stream_state::on_write>{stream_ref<Stream>(this)});
+  // One buffer goes out through send(), several through one sendmsg().
+  if (bufs.n == 1)
+    stream_.async_write_some(bufs.bufs[0], io_handler<Stream, &stream_state::on_write>{stream_ref<Stream>(this)});
+  else
+    stream_.async_write_some(bufs, io_handler<Stream, &stream_state::on_write>{stream_ref<Stream>(this)});
 }
 
 template <class Stream>
