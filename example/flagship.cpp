@@ -1,6 +1,7 @@
 // Boost.Tornado in one program: an IOLoop with timeouts, a PeriodicCallback heartbeat, a
 // Future settled by a worker thread, a producer/consumer stage built from a Queue and a
-// Condition, and run_sync to drive it all from main().
+// Condition, a TCP server and client talking to each other over loopback, and run_sync to
+// drive it all from main().
 #include <boost/tornado.hpp>
 
 #include <chrono>
@@ -66,6 +67,40 @@ static asio::awaitable<void> pack(std::string text) {
   co_await gen::multi(std::move(packers));
 }
 
+// The shipping desk: a TCP server that answers each line with a label for it.
+static asio::awaitable<void> shipping_desk(tornado::IOStream stream, asio::ip::tcp::endpoint) {
+  try {
+    for (int n = 1;; ++n) {
+      std::string line = co_await stream.read_until("\n");
+      line.pop_back();
+      co_await stream.write("parcel " + std::to_string(n) + ": " + line + "\n");
+    }
+  } catch (const tornado::StreamClosedError&) {
+    say("desk: the client hung up");
+  }
+}
+
+// The client side: connects with TCPClient, sends every word as a line, reads the labels.
+static asio::awaitable<void> ship(std::string text) {
+  tornado::TCPServer desk(co_await asio::this_coro::executor, shipping_desk);
+  desk.listen(0, "127.0.0.1");
+  unsigned short port = desk.endpoints().front().port();
+  say("shipping desk listens on 127.0.0.1:" + std::to_string(port));
+
+  tornado::TCPClient client(co_await asio::this_coro::executor);
+  tornado::IOStream stream = co_await client.connect("127.0.0.1", port);
+  std::istringstream in(text);
+  for (std::string word; in >> word;) {
+    co_await stream.write(word + "\n");
+    std::string label = co_await stream.read_until("\n");
+    label.pop_back();
+    say("desk says \"" + label + "\"");
+  }
+  stream.close();
+  co_await gen::sleep(10ms);  // the desk sees the close
+  desk.stop();
+}
+
 static asio::awaitable<std::string> main_task() {
   IOLoop& loop = IOLoop::current();  // the loop run_sync is running
   say("main_task starts on the loop");
@@ -93,6 +128,7 @@ static asio::awaitable<std::string> main_task() {
   say("worker delivered: " + text);
 
   co_await pack(text);
+  co_await ship(text);
   co_return text;
 }
 

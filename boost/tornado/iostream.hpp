@@ -24,6 +24,9 @@
 
 namespace boost::tornado {
 
+// (Optional arguments of class type are trivial ones, or overloads: GCC 12 miscompiles a
+// defaulted std::string argument of a call inside a co_await expression.)
+
 // The stream's reads and writes complete with void(error_code, std::string) (reads),
 // void(error_code, std::size_t) (read_into) and void(error_code) (writes). A stream that is
 // or gets closed fails them with error::stream_closed -- StreamClosedError for a coroutine,
@@ -133,7 +136,7 @@ public:
   // completes once the handshake is done. A client verifies the peer against `server_hostname`
   // unless `verify` is false. This stream is closed afterwards.
   template <class Token = use_awaitable_t>
-  auto start_tls(bool server_side, boost::asio::ssl::context& context, std::string server_hostname = {},
+  auto start_tls(bool server_side, boost::asio::ssl::context& context, std::string_view server_hostname = {},
                  bool verify = true, Token&& token = {});
 };
 
@@ -153,11 +156,11 @@ public:
   // Over a connected socket: the handshake starts now. A client checks the peer's certificate
   // and its name (sent as SNI) unless `verify` is false.
   SSLIOStream(boost::asio::ip::tcp::socket socket, boost::asio::ssl::context& context, bool server_side,
-              std::string server_hostname = {}, bool verify = true, stream_options options = {});
+              std::string_view server_hostname = {}, bool verify = true, stream_options options = {});
 
   // Connects, then performs the client handshake.
   template <class Token = use_awaitable_t>
-  auto connect(const boost::asio::ip::tcp::endpoint& endpoint, std::string server_hostname = {},
+  auto connect(const boost::asio::ip::tcp::endpoint& endpoint, std::string_view server_hostname = {},
                bool verify = true, Token&& token = {});
   // Completes once the handshake is done (at once if it already is). A second wait while one is
   // pending fails with error::invalid_state.

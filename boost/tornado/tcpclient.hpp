@@ -11,6 +11,8 @@
 #include <boost/asio/ssl/context.hpp>
 #include <chrono>
 #include <string>
+#include <string_view>
+#include <type_traits>
 
 namespace boost::tornado {
 
@@ -38,13 +40,24 @@ public:
   explicit TCPClient(const executor_type& ex) : ex_(ex) {}
   executor_type get_executor() const noexcept { return ex_; }
 
-  // void(error_code, IOStream)
+  // void(error_code, IOStream). (Overloads rather than a defaulted options argument: GCC 12
+  // miscompiles a defaulted class-type argument of a call inside a co_await expression.)
   template <class Token = use_awaitable_t>
-  auto connect(std::string host, unsigned short port, connect_options options = {}, Token&& token = {});
+    requires(!std::is_same_v<std::decay_t<Token>, connect_options>)
+  auto connect(std::string_view host, unsigned short port, Token&& token = {}) {
+    return connect(host, port, connect_options(), std::forward<Token>(token));
+  }
+  template <class Token = use_awaitable_t>
+  auto connect(std::string_view host, unsigned short port, const connect_options& options, Token&& token = {});
   // The same, then a client TLS handshake verifying the peer as `host`: void(error_code, SSLIOStream)
   template <class Token = use_awaitable_t>
-  auto connect(std::string host, unsigned short port, boost::asio::ssl::context& ssl_context,
-               connect_options options = {}, Token&& token = {});
+    requires(!std::is_same_v<std::decay_t<Token>, connect_options>)
+  auto connect(std::string_view host, unsigned short port, boost::asio::ssl::context& ssl_context, Token&& token = {}) {
+    return connect(host, port, ssl_context, connect_options(), std::forward<Token>(token));
+  }
+  template <class Token = use_awaitable_t>
+  auto connect(std::string_view host, unsigned short port, boost::asio::ssl::context& ssl_context,
+               const connect_options& options, Token&& token = {});
 
 private:
   executor_type ex_;

@@ -205,15 +205,18 @@ static echo_result measure(bool ours, int conns, std::size_t msg, double seconds
   return r;
 }
 
-// `n` connections that each echo `rounds` lines at once; returns errors, and the server's
-// memory growth per connection once every connection is idle with a read pending.
+// `n` connections that each echo `rounds` lines; returns errors, and the server's memory growth
+// per connection once every connection is idle with a read pending. The client is a process of
+// its own (each side needs a descriptor per connection).
 static std::pair<long long, double> many_connections(bool ours, int n, int rounds) {
   server_thread server(ours);
   long before = server_thread::rss();
-  long long errors = 0;
-  double per_conn = 0;
-  std::thread client([&] {
+  int to_server[2], to_client[2];
+  if (pipe(to_server) != 0 || pipe(to_client) != 0) return {-1, 0};
+  pid_t pid = fork();
+  if (pid == 0) {
     pin(1);
+    long long errors = 0;
     asio::io_context io(1);
     std::vector<tcp::socket> socks;
     socks.reserve(n);
@@ -244,10 +247,18 @@ static std::pair<long long, double> many_connections(bool ours, int n, int round
       io.restart();  // the previous round ran it out of work
       while (pending) io.run_one();
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
-    per_conn = double(server_thread::rss() - before) / n;
-  });
-  client.join();
+    if (write(to_server[1], &errors, sizeof errors) != sizeof errors) _exit(1);
+    char c;
+    if (read(to_client[0], &c, 1) != 1) _exit(1);  // keep the connections until measured
+    _exit(0);
+  }
+  long long errors = -1;
+  if (read(to_server[0], &errors, sizeof errors) != sizeof errors) errors = -1;
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  double per_conn = double(server_thread::rss() - before) / n;
+  if (write(to_client[1], "x", 1) != 1) errors = -1;
+  waitpid(pid, nullptr, 0);
+  for (int fd : {to_server[0], to_server[1], to_client[0], to_client[1]}) close(fd);
   return {errors, per_conn};
 }
 
@@ -293,7 +304,7 @@ int main() {
   getrlimit(RLIMIT_NOFILE, &lim);
   lim.rlim_cur = lim.rlim_max;
   setrlimit(RLIMIT_NOFILE, &lim);
-  int n = lim.rlim_cur >= 2 * 10'000 + 100 ? 10'000 : int(lim.rlim_cur / 2 - 100);
+  int n = lim.rlim_cur >= 10'000 + 100 ? 10'000 : int(lim.rlim_cur - 100);
   if (const char* c = std::getenv("BENCH_CONNECTIONS")) n = std::atoi(c);
   auto [ours_errors, ours_mem] = in_child([&] { return many_connections(true, n, 3); });
   auto [raw_errors, raw_mem] = in_child([&] { return many_connections(false, n, 3); });

@@ -881,14 +881,14 @@ boost::asio::awaitable<SSLIOStream> await_start_tls(Init init, bool server_side,
 template <class Protocol>
 template <class Token>
 auto basic_iostream<Protocol>::start_tls(bool server_side, boost::asio::ssl::context& context,
-                                         std::string server_hostname, bool verify, Token&& token) {
+                                         std::string_view server_hostname, bool verify, Token&& token) {
   static_assert(std::is_same_v<Protocol, boost::asio::ip::tcp>, "start_tls is for TCP");
   using init_t = detail::initiate_start_tls<Protocol>;
   if constexpr (detail::is_default_token<Token>)
-    return detail::await_start_tls(init_t{this->state_}, server_side, &context, std::move(server_hostname), verify);
+    return detail::await_start_tls(init_t{this->state_}, server_side, &context, std::string(server_hostname), verify);
   else
     return boost::asio::async_initiate<Token, void(boost::system::error_code, SSLIOStream)>(
-        init_t{this->state_}, token, server_side, &context, std::move(server_hostname), verify);
+        init_t{this->state_}, token, server_side, &context, std::string(server_hostname), verify);
 }
 
 // ---- SSLIOStream ----
@@ -898,9 +898,9 @@ inline SSLIOStream::SSLIOStream(boost::asio::ip::tcp::socket socket, boost::asio
     : base(ssl_stream_type(std::move(socket), context), options) {}
 
 inline SSLIOStream::SSLIOStream(boost::asio::ip::tcp::socket socket, boost::asio::ssl::context& context,
-                                bool server_side, std::string server_hostname, bool verify, stream_options options)
+                                bool server_side, std::string_view server_hostname, bool verify, stream_options options)
     : base(ssl_stream_type(std::move(socket), context), options) {
-  if (!server_side) detail::configure_tls_client(state_->stream_, std::move(server_hostname), verify);
+  if (!server_side) detail::configure_tls_client(state_->stream_, std::string(server_hostname), verify);
   state_->start_handshake(server_side);
 }
 
@@ -938,14 +938,14 @@ struct initiate_wait_for_handshake : initiate_gate<boost::asio::ssl::stream<boos
 } // namespace detail
 
 template <class Token>
-auto SSLIOStream::connect(const boost::asio::ip::tcp::endpoint& endpoint, std::string server_hostname, bool verify,
+auto SSLIOStream::connect(const boost::asio::ip::tcp::endpoint& endpoint, std::string_view server_hostname, bool verify,
                           Token&& token) {
   using init_t = detail::initiate_ssl_connect<boost::asio::ip::tcp::endpoint>;
   if constexpr (detail::is_default_token<Token>)
-    return await_done(detail::stream_ref<ssl_stream_type>(state_), init_t{{state_}}, endpoint, std::move(server_hostname), verify);
+    return await_done(detail::stream_ref<ssl_stream_type>(state_), init_t{{state_}}, endpoint, std::string(server_hostname), verify);
   else
     return boost::asio::async_initiate<Token, void(boost::system::error_code)>(init_t{{state_}}, token, endpoint,
-                                                                               std::move(server_hostname), verify);
+                                                                               std::string(server_hostname), verify);
 }
 
 template <class Token>

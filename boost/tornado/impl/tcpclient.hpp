@@ -198,10 +198,11 @@ struct initiate_tcp_connect {
   throw StreamClosedError(ec);
 }
 
-template <class Result>
-boost::asio::awaitable<Result> await_connect(initiate_tcp_connect<Result> init, std::string host, unsigned short port,
-                                             connect_options opts, boost::asio::ssl::context* tls) {
-  auto r = co_await make_direct_op<Result>(std::move(init), std::move(host), port, std::move(opts), tls);
+// The operation is built outside the coroutine and handed in whole: GCC 12 mishandles an
+// aggregate (connect_options) copied into a coroutine frame as a parameter.
+template <class Result, class Op>
+boost::asio::awaitable<Result> await_connect(Op op) {
+  auto r = co_await std::move(op);
   if (r.ec) throw_connect_error(r.ec);
   co_return std::move(r.value);
 }
@@ -209,25 +210,29 @@ boost::asio::awaitable<Result> await_connect(initiate_tcp_connect<Result> init, 
 } // namespace detail
 
 template <class Token>
-auto TCPClient::connect(std::string host, unsigned short port, connect_options options, Token&& token) {
+auto TCPClient::connect(std::string_view host_name, unsigned short port, const connect_options& options, Token&& token) {
+  std::string host(host_name);
   using init_t = detail::initiate_tcp_connect<IOStream>;
   boost::asio::ssl::context* none = nullptr;
   if constexpr (detail::is_default_token<Token>)
-    return detail::await_connect<IOStream>(init_t{ex_}, std::move(host), port, std::move(options), none);
+    return detail::await_connect<IOStream>(
+        detail::make_direct_op<IOStream>(init_t{ex_}, std::move(host), port, options, none));
   else
     return boost::asio::async_initiate<Token, void(boost::system::error_code, IOStream)>(
-        init_t{ex_}, token, std::move(host), port, std::move(options), none);
+        init_t{ex_}, token, std::move(host), port, options, none);
 }
 
 template <class Token>
-auto TCPClient::connect(std::string host, unsigned short port, boost::asio::ssl::context& ssl_context,
-                        connect_options options, Token&& token) {
+auto TCPClient::connect(std::string_view host_name, unsigned short port, boost::asio::ssl::context& ssl_context,
+                        const connect_options& options, Token&& token) {
+  std::string host(host_name);
   using init_t = detail::initiate_tcp_connect<SSLIOStream>;
   if constexpr (detail::is_default_token<Token>)
-    return detail::await_connect<SSLIOStream>(init_t{ex_}, std::move(host), port, std::move(options), &ssl_context);
+    return detail::await_connect<SSLIOStream>(
+        detail::make_direct_op<SSLIOStream>(init_t{ex_}, std::move(host), port, options, &ssl_context));
   else
     return boost::asio::async_initiate<Token, void(boost::system::error_code, SSLIOStream)>(
-        init_t{ex_}, token, std::move(host), port, std::move(options), &ssl_context);
+        init_t{ex_}, token, std::move(host), port, options, &ssl_context);
 }
 
 } // namespace boost::tornado
