@@ -1445,7 +1445,7 @@ BOOST_AUTO_TEST_CASE(test_read_buffer) {
   BOOST_TEST(std::string(b.data(), b.size()) == "defghij");
   b.consume(7);
   BOOST_TEST(b.empty());
-  b.shrink_if_empty(0);
+  b.reset();
   BOOST_TEST(b.capacity() == 0u);
 }
 

@@ -59,7 +59,7 @@ public:
   // Idempotent.
   void stop();
 
-  // The addresses the server accepts on (a port 0 listen's real port, say).
+  // The addresses the server accepts (or, bound, will accept) on: a port 0 listen's real port, say.
   std::vector<boost::asio::ip::tcp::endpoint> endpoints() const;
 
 private:

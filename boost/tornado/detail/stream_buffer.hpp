@@ -56,27 +56,6 @@ public:
   }
   void commit(std::size_t n) noexcept { end_ += n; }
 
-  // Writable space after the data: what is there if it is at least half of `ideal`, else at
-  // least `ideal` bytes (an empty buffer takes a recycled block).
-  boost::asio::mutable_buffer prepare_some(std::size_t ideal) {
-    if (!data_) {
-      take_block(ideal);
-      return {data_.get(), cap_};
-    }
-    if (cap_ - end_ >= ideal / 2 && cap_ > end_) return {data_.get() + end_, cap_ - end_};
-    return prepare(ideal);
-  }
-
-  // Gives an empty buffer's block to this thread's cache of read blocks, so that an idle
-  // stream holds none.
-  void release_if_empty() noexcept {
-    if (!empty() || !data_ || pinned_) return;
-    auto& cache = block_cache();
-    if (cache.size() < max_cached_blocks) cache.push_back({std::move(data_), cap_});
-    data_.reset();
-    cap_ = begin_ = end_ = 0;
-  }
-
   void append(const char* p, std::size_t n) {
     if (!n) return;
     prepare(n);
@@ -84,42 +63,14 @@ public:
     end_ += n;
   }
 
-  // Gives the block back when it is empty and larger than `keep` bytes (an idle connection
-  // should not hold a read chunk).
-  void shrink_if_empty(std::size_t keep) noexcept {
-    if (empty() && cap_ > keep) {
-      data_.reset();
-      cap_ = begin_ = end_ = 0;
-    }
+  // Frees the block of an empty, unpinned buffer.
+  void reset() noexcept {
+    if (!empty() || pinned_) return;
+    data_.reset();
+    cap_ = begin_ = end_ = 0;
   }
 
 private:
-  struct block {
-    std::unique_ptr<char[]> data;
-    std::size_t cap;
-  };
-  static constexpr std::size_t max_cached_blocks = 16;
-  static std::vector<block>& block_cache() {
-    thread_local std::vector<block> cache;
-    return cache;
-  }
-  void take_block(std::size_t want) {
-    auto& cache = block_cache();
-    for (std::size_t i = cache.size(); i-- > 0;) {
-      if (cache[i].cap >= want) {
-        data_ = std::move(cache[i].data);
-        cap_ = cache[i].cap;
-        cache[i] = std::move(cache.back());
-        cache.pop_back();
-        begin_ = end_ = 0;
-        return;
-      }
-    }
-    data_.reset(new char[want]);
-    cap_ = want;
-    begin_ = end_ = 0;
-  }
-
   std::unique_ptr<char[]> data_;
   std::size_t cap_ = 0, begin_ = 0, end_ = 0;
   bool pinned_ = false;

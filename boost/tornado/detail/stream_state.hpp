@@ -17,8 +17,6 @@
 #include <boost/asio/execution_context.hpp>
 #include <boost/asio/query.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/posix/stream_descriptor.hpp>
-#include <boost/asio/detail/scheduler.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/ssl/stream.hpp>
@@ -57,26 +55,6 @@ template <class Stream>
 struct is_ssl_stream : std::false_type {};
 template <class Next>
 struct is_ssl_stream<boost::asio::ssl::stream<Next>> : std::true_type {};
-
-// Sockets and descriptors: the reactor reports their readiness and they read without blocking.
-template <class Stream>
-struct is_reactor_stream : std::false_type {};
-template <class Protocol, class Executor>
-struct is_reactor_stream<boost::asio::basic_stream_socket<Protocol, Executor>> : std::true_type {};
-template <class Executor>
-struct is_reactor_stream<boost::asio::posix::basic_stream_descriptor<Executor>> : std::true_type {};
-
-// Whether the context promised one thread (io_context(1), as IOLoop makes): then a stream can
-// wait for readiness instead of keeping a read buffer posted.
-inline bool single_threaded(boost::asio::execution_context& ctx) {
-#ifdef BOOST_TORNADO_NO_READINESS_READS
-  (void)ctx;
-  return false;
-#else
-  return boost::asio::has_service<boost::asio::detail::scheduler>(ctx) &&
-         boost::asio::use_service<boost::asio::detail::scheduler>(ctx).concurrency_hint() == 1;
-#endif
-}
 
 template <class Stream>
 auto& lowest_layer_of(Stream& s) {
@@ -155,7 +133,6 @@ public:
     auto& ctx = boost::asio::query(stream_.get_executor(), boost::asio::execution::context);
     registry_ = &boost::asio::use_service<stream_registry>(ctx);
     registry_->add(this);
-    readiness_ = is_reactor_stream<Stream>::value && single_threaded(ctx);
   }
 
   // The context is going away: pending operations are destroyed without running.
@@ -192,8 +169,6 @@ public:
   void finish_read(std::size_t pos, bool initiating);
   void fail_read(boost::system::error_code ec, bool initiating);
   void start_read_io(bool initiating = false);
-  void read_ready(bool initiating);
-  void on_readable(const boost::system::error_code& ec, std::size_t);
   void handle_read_error(const boost::system::error_code& ec);
   void on_read(const boost::system::error_code& ec, std::size_t n);
   void deliver_streaming();
@@ -255,7 +230,8 @@ public:
   std::size_t want_ = 0;         // read_bytes: bytes still wanted
   std::size_t max_bytes_ = no_limit;
   std::size_t scan_ = 0;         // bytes of the buffer searched without a match starting there
-  std::size_t next_read_ = 4096;
+  static constexpr std::size_t min_read = 512;
+  std::size_t next_read_ = min_read;
   std::size_t last_request_ = 0;
   std::string delim_;
   boost::regex regex_;
@@ -265,8 +241,6 @@ public:
   std::function<void(std::string_view)> streaming_;
   intrusive_list read_waiters_;  // at most one
   bool reading_io_ = false;
-  bool readiness_ = false;       // see read_ready()
-  bool non_blocking_ = false;
   bool io_direct_ = false;       // the read in flight targets into_, not the buffer
   boost::asio::cancellation_signal read_cancel_;
 

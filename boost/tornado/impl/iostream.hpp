@@ -246,17 +246,19 @@ void stream_state<Stream>::deliver_streaming() {
 
 template <class Stream>
 void stream_state<Stream>::start_read_io(bool initiating) {
+  (void)initiating;
   if (reading_io_ || closed_ || gated_ || !lowest_layer_of(stream_).is_open()) return;
-  if constexpr (is_reactor_stream<Stream>::value) {
-    if (readiness_) return read_ready(initiating);
-  }
   boost::asio::mutable_buffer target;
   if (filling()) {
     drain_into();
     target = boost::asio::mutable_buffer(static_cast<char*>(into_.data()) + into_filled_, into_.size() - into_filled_);
     io_direct_ = true;
   } else {
+    // The size asked for follows what arrives (doubling when a read fills it, halving when
+    // reads stay small), so an idle connection waits on a small buffer and a busy one reads
+    // large chunks.
     std::size_t want = std::min(next_read_, read_chunk_limit());
+    if (rbuf_.empty() && rbuf_.capacity() > 4 * want) rbuf_.reset();
     target = boost::asio::buffer(rbuf_.prepare(want), want);
     rbuf_.pin();
     last_request_ = want;
@@ -265,64 +267,6 @@ void stream_state<Stream>::start_read_io(bool initiating) {
   reading_io_ = true;
   stream_.async_read_some(target, boost::asio::bind_cancellation_slot(
                                       read_cancel_.slot(), io_handler<Stream, &stream_state::on_read>{stream_ref<Stream>(this)}));
-}
-
-// The readiness path (a socket or descriptor on a single-threaded io_context): read what the
-// kernel has now, without blocking, until the read is satisfied or nothing is left; then wait
-// for readiness holding no buffer. The wait is queued right after the read that found nothing,
-// with no other reactor pass in between, so no wake-up can be missed.
-template <class Stream>
-void stream_state<Stream>::read_ready(bool initiating) {
-  if constexpr (is_reactor_stream<Stream>::value) {
-    boost::system::error_code ec;
-    if (!non_blocking_) {
-      stream_.non_blocking(true, ec);
-      if (ec) return handle_read_error(ec);
-      non_blocking_ = true;
-    }
-    for (;;) {
-      const bool direct = filling();
-      boost::asio::mutable_buffer target;
-      if (direct) {
-        drain_into();
-        target = boost::asio::mutable_buffer(static_cast<char*>(into_.data()) + into_filled_, into_.size() - into_filled_);
-      } else {
-        target = rbuf_.prepare_some(read_chunk_limit());
-      }
-      std::size_t n = stream_.read_some(target, ec);
-      if (ec == boost::asio::error::would_block || ec == boost::asio::error::try_again) {
-        if (!direct) rbuf_.release_if_empty();
-        reading_io_ = true;
-        stream_.async_wait(Stream::wait_read,
-                           boost::asio::bind_cancellation_slot(
-                               read_cancel_.slot(), io_handler<Stream, &stream_state::on_readable>{stream_ref<Stream>(this)}));
-        return;
-      }
-      if (direct) into_filled_ += n;
-      else rbuf_.commit(n);
-      if (ec) {
-        if (!direct) rbuf_.release_if_empty();
-        return handle_read_error(ec);
-      }
-      if (!direct && rbuf_.size() > opts_.max_buffer_size) {
-        log(log_level::error, gen_log, "Reached maximum read buffer size");
-        return close(make_error_code(error::stream_buffer_full));
-      }
-      if (kind_ == read_kind::none || try_complete(initiating)) return;
-    }
-  }
-}
-
-template <class Stream>
-void stream_state<Stream>::on_readable(const boost::system::error_code& ec, std::size_t) {
-  reading_io_ = false;
-  if (cancel_pending_) {
-    cancel_pending_ = false;
-    if (kind_ != read_kind::none) fail_read(boost::asio::error::operation_aborted, false);
-  }
-  if (closed_) return;
-  if (ec && ec != boost::asio::error::operation_aborted) return handle_read_error(ec);
-  if (kind_ != read_kind::none || (close_cb_ && rbuf_.empty())) start_read_io(false);
 }
 
 template <class Stream>
@@ -341,6 +285,7 @@ void stream_state<Stream>::on_read(const boost::system::error_code& ec, std::siz
     rbuf_.unpin();
     rbuf_.commit(n);
     if (n == last_request_) next_read_ = std::min(next_read_ * 2, read_chunk_limit());
+    else if (n < next_read_ / 4 && next_read_ > min_read) next_read_ /= 2;
   }
   if (cancel_pending_) {
     cancel_pending_ = false;

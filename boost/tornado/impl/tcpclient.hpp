@@ -97,7 +97,9 @@ private:
     if (ec) {
       --remaining_;
       last_error_ = ec;
-      return try_connect(which);
+      try_connect(which);
+      if (which == 0 && !lists_[1].empty()) start_secondary();  // as for an attempt that fails later
+      return;
     }
     auto it = attempts_.emplace(attempts_.end(), std::move(socket), opts_.stream);
     it->connect(ep, [self = this->shared_from_this(), which, it](const boost::system::error_code& ec) {
@@ -123,18 +125,24 @@ private:
     if constexpr (std::is_same_v<Result, IOStream>) {
       finish({}, std::move(stream));
     } else {
-      stream.start_tls(false, *tls_, host_, true,
-                       [self = this->shared_from_this()](const boost::system::error_code& ec, SSLIOStream s) {
-                         if (self->finished_) return;
-                         boost::system::error_code real = ec ? (s.error() ? s.error() : ec) : ec;
-                         if (real) return self->finish(real, std::nullopt);
-                         self->finish({}, std::move(s));
-                       });
+      // The handshake's stream stays reachable, so that a timeout or a cancellation closes it.
+      boost::asio::ip::tcp::socket socket(std::move(stream.socket()));
+      handshaking_.emplace(std::move(socket), *tls_, false, host_, true, opts_.stream);
+      handshaking_->wait_for_handshake([self = this->shared_from_this()](const boost::system::error_code& ec) {
+        if (self->finished_) return;
+        if (ec) return self->finish(self->handshaking_->error() ? self->handshaking_->error() : ec, std::nullopt);
+        Result done = std::move(*self->handshaking_);
+        self->handshaking_.reset();
+        self->finish({}, std::move(done));
+      });
     }
   }
 
   void close_attempts() {
     for (auto& s : attempts_) s.close();
+    if constexpr (!std::is_same_v<Result, IOStream>) {
+      if (handshaking_ && !handshaking_->closed()) handshaking_->close(boost::asio::error::operation_aborted);
+    }
   }
 
   void finish(boost::system::error_code ec, std::optional<Result> result) {
@@ -174,6 +182,7 @@ private:
   boost::system::error_code last_error_;
   bool finished_ = false, secondary_started_ = false;
   std::list<IOStream> attempts_;
+  std::optional<Result> handshaking_;  // the TLS stream while its handshake runs
 };
 
 template <class Result>

@@ -80,11 +80,13 @@ inline void TCPServer::stop() {
 
 inline std::vector<boost::asio::ip::tcp::endpoint> TCPServer::endpoints() const {
   std::vector<boost::asio::ip::tcp::endpoint> out;
-  for (auto& s : sockets_) {
+  auto add = [&](const boost::asio::ip::tcp::acceptor& s) {
     boost::system::error_code ec;
     auto ep = s.local_endpoint(ec);
     if (!ec) out.push_back(ep);
-  }
+  };
+  for (auto& s : sockets_) add(s);
+  for (auto& s : pending_) add(s);  // bound, not started yet
   return out;
 }
 

@@ -1,0 +1,985 @@
+// Tests boost/tornado/tcpclient.hpp: the tcpclient_test.py cases that apply, named after the
+// Python ones (TCPClientTest; _Connector's cases with real sockets, through a host that
+// resolves to both families), then the port's own: tokens, cancellation, timeouts, TLS, real
+// peers (a Python Tornado server, openssl s_server) and teardown.
+#include <boost/tornado/tcpclient.hpp>
+
+#define BOOST_TEST_MODULE tcpclient
+#include "support/net.hpp"
+#include <boost/tornado/tcpserver.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/detached.hpp>
+#include <array>
+#include <boost/asio/strand.hpp>
+#include <openssl/ssl.h>
+#include <unistd.h>
+#include <chrono>
+#include <cstdlib>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+using namespace test;
+using tornado::IOStream;
+using tornado::SSLIOStream;
+using tornado::StreamClosedError;
+using tornado::TCPClient;
+using tornado::TCPServer;
+using tornado::connect_options;
+
+namespace {
+
+// Tornado's TestTCPServer: listens on `address` (restricted to `family`) and queues the
+// accepted streams with their peers.
+struct test_server {
+  std::shared_ptr<accept_queue<IOStream>> queue = std::make_shared<accept_queue<IOStream>>();
+  TCPServer server;
+  unsigned short port = 0;
+
+  test_server(const asio::any_io_executor& ex, int family, std::string address = "localhost",
+              unsigned short at_port = 0)
+      : server(ex, enqueue_to<IOStream>(queue)) {
+    auto sockets = tornado::bind_sockets(ex, at_port, address, family);
+    port = sockets.front().local_endpoint().port();
+    server.add_sockets(std::move(sockets));
+  }
+};
+
+// The outcome of connect() with a callback token.
+template <class S>
+class connect_record {
+public:
+  auto handler() const {
+    return [s = s_](error_code ec, S stream) {
+      ++s->calls;
+      s->ec = ec;
+      s->stream.emplace(std::move(stream));
+      s->event.set();
+    };
+  }
+  bool done() const { return s_->calls > 0; }
+  int calls() const { return s_->calls; }
+  error_code ec() const { return s_->ec; }
+  S& stream() const { return *s_->stream; }
+  asio::awaitable<void> wait(std::chrono::seconds limit = 10s) const {
+    auto s = s_;
+    co_await s->event.wait(limit);
+  }
+
+private:
+  struct state {
+    int calls = 0;
+    error_code ec;
+    std::optional<S> stream;
+    tornado::Event event;
+  };
+  std::shared_ptr<state> s_ = std::make_shared<state>();
+};
+
+// A server that accepts TCP connections (the kernel's backlog does) but never answers: a TLS
+// handshake against it waits forever.
+struct silent_server {
+  tcp::acceptor acceptor;
+  explicit silent_server(const asio::any_io_executor& ex) : acceptor(ex, tcp::endpoint(loopback_v4, 0)) {}
+  unsigned short port() const { return acceptor.local_endpoint().port(); }
+};
+
+// Waits until the peer of `s` closes (EOF or reset); what it sent meanwhile is discarded.
+asio::awaitable<void> wait_peer_closed(tcp::socket& s, std::chrono::steady_clock::duration limit = 5s) {
+  auto read_all = [&s]() -> asio::awaitable<void> {
+    std::array<char, 4096> buf;
+    for (;;) {
+      auto [ec, n] = co_await s.async_read_some(asio::buffer(buf), asio::as_tuple(asio::use_awaitable));
+      if (ec) co_return;
+    }
+  };
+  try {
+    co_await within(read_all(), limit);
+  } catch (const std::runtime_error&) {
+    throw std::runtime_error("the client's connection attempt was left open (no EOF or reset reached the server)");
+  }
+}
+
+bool is_resolution_error(const error_code& ec) {
+  return ec.category() == asio::error::get_netdb_category() || ec.category() == asio::error::get_addrinfo_category();
+}
+
+template <class Clock = std::chrono::steady_clock>
+auto elapsed_since(typename Clock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
+}
+
+// ---- preconditions ----
+
+struct ipv6_available {
+  boost::test_tools::assertion_result operator()(boost::unit_test::test_unit_id) const {
+    boost::test_tools::assertion_result r(ipv6_loopback_available());
+    if (!r) r.message() << "no IPv6 loopback";
+    return r;
+  }
+};
+
+// Tornado's skipIfLocalhostV4.
+struct localhost_resolves_to_ipv6 {
+  boost::test_tools::assertion_result operator()(boost::unit_test::test_unit_id) const {
+    boost::test_tools::assertion_result r(ipv6_loopback_available() && resolves_to_family("localhost", true));
+    if (!r) r.message() << "localhost does not resolve to ipv6";
+    return r;
+  }
+};
+
+// The happy-eyeballs cases need a name resolving to an IPv6 and an IPv4 loopback address:
+// "localhost", unless BOOST_TORNADO_TEST_DUAL_HOST names another.
+std::string dual_host() {
+  const char* e = std::getenv("BOOST_TORNADO_TEST_DUAL_HOST");
+  return e && *e ? e : "localhost";
+}
+
+struct dual_host_available {
+  boost::test_tools::assertion_result operator()(boost::unit_test::test_unit_id) const {
+    const std::string host = dual_host();
+    boost::test_tools::assertion_result r(ipv6_loopback_available() && resolves_to_family(host, true) &&
+                                          resolves_to_family(host, false));
+    if (!r)
+      r.message() << host << " does not resolve to both an IPv6 and an IPv4 address (set "
+                  << "BOOST_TORNADO_TEST_DUAL_HOST to a name that does)";
+    return r;
+  }
+};
+
+} // namespace
+
+// ======================================================================================
+// TCPClientTest
+// ======================================================================================
+BOOST_AUTO_TEST_SUITE(TCPClientTest)
+
+namespace {
+// Tornado's do_test_connect: a server on `server_address` restricted to `family`, a client
+// connecting to `host`; the server receives what the client writes.
+asio::awaitable<void> do_test_connect(int family, std::string host, std::string server_address = "localhost",
+                                      connect_options options = {}) {
+  auto ex = co_await asio::this_coro::executor;
+  test_server server(ex, family, server_address);
+  TCPClient client(ex);
+  const std::string source_ip = options.source_ip;
+  const unsigned short source_port = options.source_port;
+  IOStream stream = co_await client.connect(host, server.port, std::move(options));
+  auto a = co_await next_accepted(*server.queue);
+  co_await stream.write("hello");
+  BOOST_TEST(co_await within(a.stream.read_bytes(5)) == "hello");
+  BOOST_TEST(a.peer == stream.socket().local_endpoint());
+  if (!source_ip.empty()) BOOST_TEST(a.peer.address() == asio::ip::make_address(source_ip));
+  if (source_port) BOOST_TEST(a.peer.port() == source_port);
+  stream.close();
+}
+
+// do_test_connect for a coroutine: a braced list as a coroutine's argument is miscompiled by
+// GCC 12, so the options are built here.
+void connect_case(int family, std::string host, std::string server_address = "localhost", std::string source_ip = {},
+                  unsigned short source_port = 0) {
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    connect_options options;
+    options.source_ip = source_ip;
+    options.source_port = source_port;
+    co_await do_test_connect(family, host, server_address, options);
+  });
+}
+} // namespace
+
+BOOST_AUTO_TEST_CASE(test_connect_ipv4_ipv4) { connect_case(AF_INET, "127.0.0.1"); }
+
+BOOST_AUTO_TEST_CASE(test_connect_ipv4_dual) { connect_case(AF_INET, "localhost"); }
+
+BOOST_AUTO_TEST_CASE(test_connect_ipv6_ipv6, *boost::unit_test::precondition(ipv6_available())) {
+  // Tornado skips this unless localhost resolves to ::1; a server on ::1 itself needs only IPv6.
+  connect_case(AF_INET6, "::1", "::1");
+}
+
+BOOST_AUTO_TEST_CASE(test_connect_ipv6_dual, *boost::unit_test::precondition(localhost_resolves_to_ipv6())) {
+  connect_case(AF_INET6, "localhost");
+}
+
+BOOST_AUTO_TEST_CASE(test_connect_unspec_ipv4) { connect_case(AF_UNSPEC, "127.0.0.1"); }
+
+BOOST_AUTO_TEST_CASE(test_connect_unspec_ipv6, *boost::unit_test::precondition(localhost_resolves_to_ipv6())) {
+  connect_case(AF_UNSPEC, "::1");
+}
+
+BOOST_AUTO_TEST_CASE(test_connect_unspec_dual) { connect_case(AF_UNSPEC, "localhost"); }
+
+BOOST_AUTO_TEST_CASE(test_refused_ipv4) {
+  // A refused connection: StreamClosedError whose real_error() says why.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    auto refusing = make_refusing_port(ex);
+    TCPClient client(ex);
+    auto e = co_await expect_throw<StreamClosedError>(client.connect("127.0.0.1", refusing.endpoint.port()));
+    BOOST_TEST(e.real_error() == code(asio::error::connection_refused));
+  });
+}
+
+BOOST_AUTO_TEST_CASE(test_source_ip_fail) {
+  // An address this host does not have cannot be the source.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    test_server server(ex, AF_INET);
+    TCPClient client(ex);
+    connect_options options;
+    options.source_ip = "8.8.8.8";
+    auto e = co_await expect_throw<StreamClosedError>(client.connect("127.0.0.1", server.port, options));
+    BOOST_TEST((e.real_error() == boost::system::errc::address_not_available), "real_error: " << e.real_error().message());
+    BOOST_TEST(server.queue->qsize() == 0u);
+  });
+}
+
+BOOST_AUTO_TEST_CASE(test_source_ip_success) { connect_case(AF_INET, "127.0.0.1", "localhost", "127.0.0.1"); }
+
+BOOST_AUTO_TEST_CASE(test_source_port_fail) {
+  // A source port that cannot be bound fails the connection. Tornado uses port 1 (privileged),
+  // which only works when not root; a port another socket listens on fails for everyone.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    test_server server(ex, AF_INET, "127.0.0.1");
+    TCPClient client(ex);
+    connect_options busy;
+    busy.source_port = server.port;
+    auto e = co_await expect_throw<StreamClosedError>(client.connect("127.0.0.1", server.port, busy));
+    BOOST_TEST(e.real_error() == code(asio::error::address_in_use), "real_error: " << e.real_error().message());
+    if (::geteuid() != 0) {
+      connect_options privileged;
+      privileged.source_port = 1;
+      auto p = co_await expect_throw<StreamClosedError>(client.connect("127.0.0.1", server.port, privileged));
+      BOOST_TEST(p.real_error() == code(asio::error::access_denied), "real_error: " << p.real_error().message());
+    } else {
+      BOOST_TEST_MESSAGE("running as root: port 1 is not refused, only the busy port is tested");
+    }
+    BOOST_TEST(server.queue->qsize() == 0u);
+  });
+}
+
+BOOST_AUTO_TEST_CASE(test_source_port_success) {
+  asio::io_context ctx(1);
+  const unsigned short port = free_port(ctx.get_executor());
+  connect_case(AF_INET, "127.0.0.1", "localhost", "127.0.0.1", port);
+}
+
+BOOST_AUTO_TEST_CASE(test_connect_timeout) {
+  // Tornado's resolver never answers; here the TLS handshake never does. The timeout covers
+  // resolution, connection and handshake together: TimeoutError.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    silent_server silent(ex);
+    TCPClient client(ex);
+    connect_options options;
+    options.timeout = 50ms;
+    const auto start = std::chrono::steady_clock::now();
+    co_await expect_throw<tornado::TimeoutError>(client.connect("127.0.0.1", silent.port(), client_tls(), options));
+    const auto took = elapsed_since(start);
+    BOOST_TEST(took >= 50ms);
+    BOOST_TEST(took < 5s);
+  });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ======================================================================================
+// ConnectorTest / TestConnectorSplit: _Connector with real sockets
+// ======================================================================================
+// Tornado tests _Connector alone with fake streams and calls on_timeout() by hand; our
+// connector is internal, so these drive TCPClient against a host resolving to an IPv6 and an
+// IPv4 address. The first address's family is the primary one (TestConnectorSplit).
+BOOST_AUTO_TEST_SUITE(ConnectorTest, *boost::unit_test::precondition(dual_host_available()))
+
+namespace {
+struct dual_addresses {
+  asio::ip::address primary, secondary;
+};
+
+dual_addresses split_dual_host() {
+  auto eps = resolve_now(dual_host());
+  dual_addresses d;
+  d.primary = eps.front().address();
+  for (auto& e : eps)
+    if (e.address().is_v6() != d.primary.is_v6()) {
+      d.secondary = e.address();
+      break;
+    }
+  return d;
+}
+
+int family_of(const asio::ip::address& a) { return a.is_v6() ? AF_INET6 : AF_INET; }
+
+// Whether nothing listens on addr:port.
+bool refuses(const asio::any_io_executor& ex, const asio::ip::address& addr, unsigned short port) {
+  tcp::socket s(ex);
+  error_code ec;
+  s.connect(tcp::endpoint(addr, port), ec);
+  return ec == asio::error::connection_refused;
+}
+
+// A server on `listening`, on a port that `refusing` refuses.
+std::unique_ptr<test_server> server_where_other_refuses(const asio::any_io_executor& ex,
+                                                        const asio::ip::address& listening,
+                                                        const asio::ip::address& refusing) {
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    auto s = std::make_unique<test_server>(ex, family_of(listening), listening.to_string());
+    if (refuses(ex, refusing, s->port)) return s;
+  }
+  throw std::runtime_error("no port free on both addresses");
+}
+} // namespace
+
+BOOST_AUTO_TEST_CASE(test_immediate_success) {
+  // Both families accept: the primary's first address wins at once and the secondary family is
+  // never tried (nothing reaches its server, even after the happy-eyeballs delay).
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    const auto d = split_dual_host();
+    test_server primary(ex, family_of(d.primary), d.primary.to_string());
+    test_server secondary(ex, family_of(d.secondary), d.secondary.to_string(), primary.port);
+    TCPClient client(ex);
+    IOStream stream = co_await client.connect(dual_host(), primary.port);
+    BOOST_TEST(stream.socket().remote_endpoint().address() == d.primary);
+    auto a = co_await next_accepted(*primary.queue);
+    co_await stream.write("x");
+    BOOST_TEST(co_await within(a.stream.read_bytes(1)) == "x");
+    co_await sleep_for(2 * TCPClient::happy_eyeballs_delay);
+    BOOST_TEST(secondary.queue->qsize() == 0u);
+  });
+}
+
+BOOST_AUTO_TEST_CASE(test_two_families_immediate_failure) {
+  // The primary family refuses: the secondary is tried at once, not after the delay.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    const auto d = split_dual_host();
+    auto secondary = server_where_other_refuses(ex, d.secondary, d.primary);
+    TCPClient client(ex);
+    const auto start = std::chrono::steady_clock::now();
+    IOStream stream = co_await client.connect(dual_host(), secondary->port);
+    const auto took = elapsed_since(start);
+    BOOST_TEST(took < TCPClient::happy_eyeballs_delay, "took " << took.count() << " ms");
+    BOOST_TEST(stream.socket().remote_endpoint().address() == d.secondary);
+    auto a = co_await next_accepted(*secondary->queue);
+    co_await stream.write("y");
+    BOOST_TEST(co_await within(a.stream.read_bytes(1)) == "y");
+  });
+}
+
+BOOST_AUTO_TEST_CASE(test_all_fail) {
+  // Every address of both families refuses; the error is the last attempt's.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    const auto d = split_dual_host();
+    std::optional<refusing_port> refusing;
+    for (int attempt = 0; attempt < 10 && !refusing; ++attempt) {
+      refusing.emplace(make_refusing_port(ex, d.secondary));
+      if (!refuses(ex, d.primary, refusing->endpoint.port())) refusing.reset();
+    }
+    BOOST_TEST_REQUIRE(refusing.has_value());
+    TCPClient client(ex);
+    auto e = co_await expect_throw<StreamClosedError>(client.connect(dual_host(), refusing->endpoint.port()));
+    BOOST_TEST(e.real_error() == code(asio::error::connection_refused));
+    // The same through a callback token.
+    connect_record<IOStream> r;
+    client.connect(dual_host(), refusing->endpoint.port(), connect_options(), r.handler());
+    co_await r.wait();
+    BOOST_TEST(r.ec() == code(asio::error::connection_refused));
+  });
+}
+
+BOOST_AUTO_TEST_CASE(test_source_ip_of_the_secondary_family) {
+  // A source address of the secondary family: the primary family's attempt fails at once (its
+  // socket cannot bind it), and a failed attempt starts the secondary family without waiting
+  // for the happy-eyeballs delay.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    const auto d = split_dual_host();
+    test_server primary(ex, family_of(d.primary), d.primary.to_string());
+    test_server secondary(ex, family_of(d.secondary), d.secondary.to_string(), primary.port);
+    TCPClient client(ex);
+    connect_options options;
+    options.source_ip = d.secondary.to_string();
+    const auto start = std::chrono::steady_clock::now();
+    IOStream s = co_await client.connect(dual_host(), primary.port, options);
+    const auto took = elapsed_since(start);
+    BOOST_TEST(took < TCPClient::happy_eyeballs_delay, "took " << took.count() << " ms");
+    BOOST_TEST(s.socket().remote_endpoint().address() == d.secondary);
+    auto a = co_await next_accepted(*secondary.queue);
+    BOOST_TEST(a.peer.address() == d.secondary);
+    BOOST_TEST(primary.queue->qsize() == 0u);
+  });
+}
+
+BOOST_AUTO_TEST_CASE(test_family_restriction) {
+  // connect_options::family keeps one family: the other's server is never contacted.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    const auto d = split_dual_host();
+    test_server primary(ex, family_of(d.primary), d.primary.to_string());
+    test_server secondary(ex, family_of(d.secondary), d.secondary.to_string(), primary.port);
+    TCPClient client(ex);
+    connect_options only_secondary;
+    only_secondary.family = family_of(d.secondary);
+    IOStream s = co_await client.connect(dual_host(), primary.port, only_secondary);
+    BOOST_TEST(s.socket().remote_endpoint().address() == d.secondary);
+    co_await next_accepted(*secondary.queue);
+    connect_options only_primary;
+    only_primary.family = family_of(d.primary);
+    IOStream p = co_await client.connect(dual_host(), primary.port, only_primary);
+    BOOST_TEST(p.socket().remote_endpoint().address() == d.primary);
+    co_await next_accepted(*primary.queue);
+    co_await sleep_for(2 * TCPClient::happy_eyeballs_delay);
+    BOOST_TEST(primary.queue->qsize() == 0u);
+    BOOST_TEST(secondary.queue->qsize() == 0u);
+  });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ======================================================================================
+// Resolution and options
+// ======================================================================================
+BOOST_AUTO_TEST_SUITE(Options)
+
+BOOST_AUTO_TEST_CASE(test_family_mismatch) {
+  // No address of the requested family: a resolution error (Python: socket.gaierror), not a
+  // StreamClosedError.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    test_server server(ex, AF_INET, "127.0.0.1");
+    TCPClient client(ex);
+    connect_options v6_only;
+    v6_only.family = AF_INET6;
+    try {
+      co_await client.connect("127.0.0.1", server.port, v6_only);
+      BOOST_ERROR("connected to an IPv4 address with family AF_INET6");
+    } catch (const StreamClosedError& e) {
+      BOOST_ERROR("a resolution failure surfaced as StreamClosedError: " << e.what());
+    } catch (const boost::system::system_error& e) {
+      BOOST_TEST(is_resolution_error(e.code()), "code: " << e.code().message());
+    }
+    BOOST_TEST(server.queue->qsize() == 0u);
+  });
+}
+
+BOOST_AUTO_TEST_CASE(test_resolution_failure) {
+  // A name that does not resolve: the resolver's error, as an exception and as a code.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    TCPClient client(ex);
+    try {
+      co_await client.connect("nonexistent.invalid", 80);
+      BOOST_ERROR("nonexistent.invalid resolved");
+    } catch (const StreamClosedError& e) {
+      BOOST_ERROR("a resolution failure surfaced as StreamClosedError: " << e.what());
+    } catch (const boost::system::system_error& e) {
+      BOOST_TEST(is_resolution_error(e.code()), "code: " << e.code().message());
+    }
+    connect_record<IOStream> r;
+    client.connect("nonexistent.invalid", 80, connect_options(), r.handler());
+    co_await r.wait();
+    BOOST_TEST(is_resolution_error(r.ec()), "code: " << r.ec().message());
+  });
+}
+
+BOOST_AUTO_TEST_CASE(test_stream_options) {
+  // connect_options::stream reaches the stream handed back, plain or TLS.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    TCPServer server(ex, &echo<IOStream>);
+    server.listen(0, "127.0.0.1");
+    TCPServer tls_server(ex, &echo<SSLIOStream>, server_tls());
+    tls_server.listen(0, "127.0.0.1");
+    TCPClient client(ex);
+    connect_options options;
+    options.stream.max_buffer_size = 8192;
+    options.stream.read_chunk_size = 256;
+    options.stream.max_write_buffer_size = 1 << 16;
+    IOStream s = co_await client.connect("127.0.0.1", server.endpoints().front().port(), options);
+    BOOST_TEST(s.options().max_buffer_size == 8192u);
+    BOOST_TEST(s.options().read_chunk_size == 256u);
+    BOOST_TEST(s.options().max_write_buffer_size == std::size_t(1) << 16);
+    co_await expect_echo(s, "plain\n");
+    SSLIOStream t = co_await client.connect("localhost", tls_server.endpoints().front().port(), client_tls(), options);
+    BOOST_TEST(t.options().max_buffer_size == 8192u);
+    BOOST_TEST(t.options().read_chunk_size == 256u);
+    co_await expect_echo(t, "tls\n");
+  });
+}
+
+BOOST_AUTO_TEST_CASE(test_timeout_does_not_outlive_the_connection) {
+  // A timeout longer than the connection takes does nothing afterwards.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    TCPServer server(ex, &echo<IOStream>);
+    server.listen(0, "127.0.0.1");
+    TCPServer tls_server(ex, &echo<SSLIOStream>, server_tls());
+    tls_server.listen(0, "127.0.0.1");
+    TCPClient client(ex);
+    connect_options options;
+    options.timeout = 100ms;
+    IOStream s = co_await client.connect("127.0.0.1", server.endpoints().front().port(), options);
+    SSLIOStream t = co_await client.connect("localhost", tls_server.endpoints().front().port(), client_tls(), options);
+    co_await sleep_for(250ms);
+    BOOST_TEST(!s.closed());
+    BOOST_TEST(!t.closed());
+    co_await expect_echo(s, "still open\n");
+    co_await expect_echo(t, "still open\n");
+  });
+}
+
+BOOST_AUTO_TEST_CASE(test_connect_timeout_token) {
+  // The timeout through a callback token: error::timeout; the connection attempt is closed.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    silent_server silent(ex);
+    TCPClient client(ex);
+    connect_options options;
+    options.timeout = 50ms;
+    connect_record<SSLIOStream> r;
+    client.connect("127.0.0.1", silent.port(), client_tls(), options, r.handler());
+    tcp::socket peer = co_await silent.acceptor.async_accept(asio::use_awaitable);
+    co_await r.wait();
+    BOOST_TEST(r.ec() == code(tornado::error::timeout));
+    BOOST_TEST(r.calls() == 1);
+    co_await wait_peer_closed(peer);
+  });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ======================================================================================
+// Tokens and cancellation
+// ======================================================================================
+BOOST_AUTO_TEST_SUITE(Tokens)
+
+BOOST_AUTO_TEST_CASE(test_callback_token) {
+  // A callback completes once, from the loop (never inside connect()), with the stream or the
+  // error code.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    TCPServer server(ex, &echo<IOStream>);
+    server.listen(0, "127.0.0.1");
+    TCPClient client(ex);
+    connect_record<IOStream> ok;
+    client.connect("127.0.0.1", server.endpoints().front().port(), connect_options(), ok.handler());
+    BOOST_TEST(!ok.done());
+    co_await ok.wait();
+    BOOST_TEST(ok.calls() == 1);
+    BOOST_TEST(!ok.ec());
+    co_await expect_echo(ok.stream(), "callback\n");
+
+    auto refusing = make_refusing_port(ex);
+    connect_record<IOStream> refused;
+    client.connect("127.0.0.1", refusing.endpoint.port(), connect_options(), refused.handler());
+    BOOST_TEST(!refused.done());
+    co_await refused.wait();
+    BOOST_TEST(refused.calls() == 1);
+    BOOST_TEST(refused.ec() == code(asio::error::connection_refused));
+
+    connect_record<SSLIOStream> tls_refused;
+    client.connect("127.0.0.1", refusing.endpoint.port(), client_tls(), connect_options(), tls_refused.handler());
+    BOOST_TEST(!tls_refused.done());
+    co_await tls_refused.wait();
+    BOOST_TEST(tls_refused.ec() == code(asio::error::connection_refused));
+    co_await sleep_for(20ms);
+    BOOST_TEST(refused.calls() == 1);
+    BOOST_TEST(tls_refused.calls() == 1);
+  });
+}
+
+BOOST_AUTO_TEST_CASE(test_bound_executor) {
+  // The handler runs on its associated executor (a strand here).
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    TCPServer server(ex, &echo<IOStream>);
+    server.listen(0, "127.0.0.1");
+    TCPClient client(ex);
+    auto strand = asio::make_strand(ctx);
+    auto on_strand = std::make_shared<std::optional<bool>>();
+    tornado::Event done;
+    client.connect("127.0.0.1", server.endpoints().front().port(), connect_options(),
+                   asio::bind_executor(strand, [&, on_strand](error_code ec, IOStream) {
+                     BOOST_TEST(!ec);
+                     *on_strand = strand.running_in_this_thread();
+                     done.set();
+                   }));
+    co_await done.wait(10s);
+    BOOST_TEST(on_strand->value_or(false));
+  });
+}
+
+BOOST_AUTO_TEST_CASE(test_deferred_and_as_tuple) {
+  // asio::deferred, asio::use_awaitable (plain error codes as system_error) and as_tuple.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    TCPServer server(ex, &echo<IOStream>);
+    server.listen(0, "127.0.0.1");
+    const auto port = server.endpoints().front().port();
+    TCPClient client(ex);
+    auto op = client.connect("127.0.0.1", port, connect_options(), asio::deferred);
+    auto [ec, stream] = co_await std::move(op)(asio::as_tuple(asio::use_awaitable));
+    BOOST_TEST(!ec);
+    co_await expect_echo(stream, "deferred\n");
+
+    auto refusing = make_refusing_port(ex);
+    try {
+      co_await client.connect("127.0.0.1", refusing.endpoint.port(), connect_options(), asio::use_awaitable);
+      BOOST_ERROR("connected to a refusing port");
+    } catch (const boost::system::system_error& e) {
+      BOOST_TEST(e.code() == code(asio::error::connection_refused));
+    }
+  });
+}
+
+BOOST_AUTO_TEST_CASE(test_cancel_while_resolving) {
+  // Cancelled at once (every cancellation type): operation_aborted, from the loop; nothing
+  // reaches the server afterwards.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    test_server server(ex, AF_INET, "127.0.0.1");
+    TCPClient client(ex);
+    for (auto type : {asio::cancellation_type::terminal, asio::cancellation_type::partial,
+                      asio::cancellation_type::total}) {
+      asio::cancellation_signal signal;
+      connect_record<IOStream> r;
+      client.connect("localhost", server.port, connect_options(), asio::bind_cancellation_slot(signal.slot(), r.handler()));
+      signal.emit(type);
+      BOOST_TEST(!r.done());
+      co_await r.wait();
+      BOOST_TEST(r.ec() == code(asio::error::operation_aborted));
+      signal.emit(type);  // after completion: nothing
+    }
+    co_await sleep_for(100ms);
+    BOOST_TEST(server.queue->qsize() == 0u);
+  });
+}
+
+BOOST_AUTO_TEST_CASE(test_cancel_during_handshake) {
+  // Cancelled while the TLS handshake waits: operation_aborted, and the connection is closed.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    silent_server silent(ex);
+    TCPClient client(ex);
+    asio::cancellation_signal signal;
+    connect_record<SSLIOStream> r;
+    client.connect("127.0.0.1", silent.port(), client_tls(), connect_options(),
+                   asio::bind_cancellation_slot(signal.slot(), r.handler()));
+    tcp::socket peer = co_await silent.acceptor.async_accept(asio::use_awaitable);
+    co_await sleep_for(20ms);
+    BOOST_TEST(!r.done());
+    signal.emit(asio::cancellation_type::terminal);
+    co_await r.wait();
+    BOOST_TEST(r.ec() == code(asio::error::operation_aborted));
+    BOOST_TEST(r.calls() == 1);
+    co_await wait_peer_closed(peer);
+  });
+}
+
+BOOST_AUTO_TEST_CASE(test_cancel_after_completion) {
+  // A cancellation after the handler ran changes nothing.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    TCPServer server(ex, &echo<IOStream>);
+    server.listen(0, "127.0.0.1");
+    TCPClient client(ex);
+    asio::cancellation_signal signal;
+    connect_record<IOStream> r;
+    client.connect("127.0.0.1", server.endpoints().front().port(), connect_options(),
+                   asio::bind_cancellation_slot(signal.slot(), r.handler()));
+    co_await r.wait();
+    BOOST_TEST(!r.ec());
+    signal.emit(asio::cancellation_type::terminal);
+    co_await sleep_for(20ms);
+    BOOST_TEST(r.calls() == 1);
+    co_await expect_echo(r.stream(), "not cancelled\n");
+  });
+}
+
+namespace {
+asio::awaitable<void> connect_and_keep(TCPClient& client, unsigned short port, std::shared_ptr<bool> connected) {
+  SSLIOStream s = co_await client.connect("127.0.0.1", port, client_tls());
+  *connected = true;
+}
+} // namespace
+
+BOOST_AUTO_TEST_CASE(test_cancel_coroutine) {
+  // A coroutine's cancellation (here: the other branch of `||` wins) reaches connect(); the
+  // connection attempt is closed. A cancellation that did not arrive would hang the `||`
+  // (the handshake never ends): run()'s limit bounds it.
+  asio::io_context ctx(1);
+  run(
+      ctx,
+      [&]() -> asio::awaitable<void> {
+        using namespace asio::experimental::awaitable_operators;
+        auto ex = co_await asio::this_coro::executor;
+        silent_server silent(ex);
+        TCPClient client(ex);
+        auto connected = std::make_shared<bool>(false);
+        auto r = co_await (connect_and_keep(client, silent.port(), connected) || sleep_for(100ms));
+        BOOST_TEST(r.index() == 1u);
+        BOOST_TEST(!*connected);
+        tcp::socket peer = co_await silent.acceptor.async_accept(asio::use_awaitable);
+        co_await wait_peer_closed(peer);
+      },
+      15s);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ======================================================================================
+// TLS
+// ======================================================================================
+BOOST_AUTO_TEST_SUITE(TLS)
+
+BOOST_AUTO_TEST_CASE(test_tls_connect) {
+  // A TLS connection verified against the name connected to (a DNS name or an address).
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    TCPServer server(ex, &echo<SSLIOStream>, server_tls());
+    server.listen(0, "127.0.0.1");
+    const auto port = server.endpoints().front().port();
+    TCPClient client(ex);
+    for (std::string host : {"localhost", "127.0.0.1"}) {
+      SSLIOStream s = co_await client.connect(host, port, client_tls());
+      BOOST_TEST(SSL_get_verify_result(s.socket().native_handle()) == X509_V_OK);
+      BOOST_TEST(SSL_get_current_cipher(s.socket().native_handle()) != nullptr);
+      co_await expect_echo(s, "verified as " + host + "\n");
+    }
+  });
+}
+
+BOOST_AUTO_TEST_CASE(test_tls_untrusted_certificate) {
+  // The system's authorities do not vouch for the test certificate: a verification error.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    TCPServer server(ex, &echo<SSLIOStream>, server_tls());
+    server.listen(0, "127.0.0.1");
+    TCPClient client(ex);
+    test::log_capture logs;
+    auto e = co_await expect_throw<StreamClosedError>(
+        client.connect("localhost", server.endpoints().front().port(), default_client_tls()));
+    BOOST_TEST(is_verify_error(e.real_error()), "real_error: " << e.real_error().message());
+  });
+}
+
+BOOST_AUTO_TEST_CASE(test_tls_hostname_mismatch) {
+  // A trusted certificate for another name: a verification error too.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    TCPServer server(ex, &echo<SSLIOStream>, other_server_tls());
+    server.listen(0, "127.0.0.1");
+    TCPClient client(ex);
+    test::log_capture logs;
+    auto e = co_await expect_throw<StreamClosedError>(
+        client.connect("localhost", server.endpoints().front().port(), client_tls()));
+    BOOST_TEST(is_verify_error(e.real_error()), "real_error: " << e.real_error().message());
+    connect_record<SSLIOStream> r;
+    client.connect("localhost", server.endpoints().front().port(), client_tls(), connect_options(), r.handler());
+    co_await r.wait();
+    BOOST_TEST(is_verify_error(r.ec()), "ec: " << r.ec().message());
+  });
+}
+
+BOOST_AUTO_TEST_CASE(test_tls_refused) {
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    auto refusing = make_refusing_port(ex);
+    TCPClient client(ex);
+    auto e = co_await expect_throw<StreamClosedError>(client.connect("127.0.0.1", refusing.endpoint.port(), client_tls()));
+    BOOST_TEST(e.real_error() == code(asio::error::connection_refused));
+  });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ======================================================================================
+// Real peers: a Python Tornado server and openssl s_server
+// ======================================================================================
+BOOST_AUTO_TEST_SUITE(Peers)
+
+namespace {
+// The port the Python echo server prints once it listens.
+asio::awaitable<unsigned short> start_python_server(peer_process& p) {
+  std::string line = co_await p.read_line(20s);
+  co_return static_cast<unsigned short>(std::stoi(line));
+}
+
+// The echo server's command line: TLS with the test certificate when `use_tls`.
+std::vector<std::string> python_server_args(bool use_tls) {
+  std::vector<std::string> argv{python, script("echo_server.py", echo_server_py)};
+  if (use_tls) {
+    argv.push_back(tls().cert.string());
+    argv.push_back(tls().key.string());
+  }
+  return argv;
+}
+} // namespace
+
+BOOST_AUTO_TEST_CASE(test_python_server, *boost::unit_test::precondition(has_python_tornado())) {
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    peer_process server(ex, python_server_args(false));
+    const auto port = co_await start_python_server(server);
+    TCPClient client(ex);
+    IOStream s = co_await client.connect("127.0.0.1", port);
+    co_await expect_echo(s, "hello tornado\n");
+    co_await expect_echo(s, std::string(100000, 'p') + "\n");
+    s.close();
+    server.close_stdin();
+    BOOST_TEST(co_await server.wait_exit(10s) == 0, server.err());
+  });
+}
+
+BOOST_AUTO_TEST_CASE(test_python_server_tls, *boost::unit_test::precondition(has_python_tornado())) {
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    peer_process server(ex, python_server_args(true));
+    const auto port = co_await start_python_server(server);
+    TCPClient client(ex);
+    SSLIOStream s = co_await client.connect("localhost", port, client_tls());
+    co_await expect_echo(s, "hello tornado over tls\n");
+    co_await expect_echo(s, std::string(100000, 'q') + "\n");
+    SSLIOStream by_address = co_await client.connect("127.0.0.1", port, client_tls());
+    co_await expect_echo(by_address, "by address\n");
+    test::log_capture logs;
+    auto e = co_await expect_throw<StreamClosedError>(client.connect("localhost", port, default_client_tls()));
+    BOOST_TEST(is_verify_error(e.real_error()), "real_error: " << e.real_error().message());
+    s.close();
+    by_address.close();
+    server.close_stdin();
+    BOOST_TEST(co_await server.wait_exit(10s) == 0, server.err());
+  });
+}
+
+BOOST_AUTO_TEST_CASE(test_openssl_s_server) {
+  // openssl s_server -rev answers each line reversed.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    openssl_server server(ex, tls().cert, tls().key);
+    co_await server.started();
+    TCPClient client(ex);
+    SSLIOStream s = co_await client.connect("localhost", server.port, client_tls());
+    co_await s.write("hello openssl\n");
+    BOOST_TEST(co_await within(s.read_until("\n")) == "lssnepo olleh\n");
+    co_await s.write("second\n");
+    BOOST_TEST(co_await within(s.read_until("\n")) == "dnoces\n");
+  });
+}
+
+BOOST_AUTO_TEST_CASE(test_openssl_s_server_untrusted) {
+  // A self-signed certificate the client does not trust: refused with a verification error.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    openssl_server server(ex, tls().cert, tls().key);
+    co_await server.started();
+    TCPClient client(ex);
+    test::log_capture logs;
+    auto e = co_await expect_throw<StreamClosedError>(client.connect("localhost", server.port, default_client_tls()));
+    BOOST_TEST(is_verify_error(e.real_error()), "real_error: " << e.real_error().message());
+  });
+}
+
+BOOST_AUTO_TEST_CASE(test_openssl_s_server_hostname_mismatch) {
+  // A trusted certificate naming example.com, reached as localhost: a verification error.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    openssl_server server(ex, tls().other_cert, tls().other_key);
+    co_await server.started();
+    TCPClient client(ex);
+    test::log_capture logs;
+    auto e = co_await expect_throw<StreamClosedError>(client.connect("localhost", server.port, client_tls()));
+    BOOST_TEST(is_verify_error(e.real_error()), "real_error: " << e.real_error().message());
+  });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ======================================================================================
+// Teardown
+// ======================================================================================
+BOOST_AUTO_TEST_SUITE(Teardown)
+
+BOOST_AUTO_TEST_CASE(test_teardown_at_every_step) {
+  // Destroys the io_context after k steps of a session, for every k: connectors waiting on the
+  // resolver, a connection, a handshake or a timer go away without a crash or a leak.
+  auto session = []() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    TCPServer tls_server(ex, &echo<SSLIOStream>, server_tls());
+    tls_server.listen(0, "127.0.0.1");
+    silent_server silent(ex);
+    TCPClient client(ex);
+    SSLIOStream s = co_await client.connect("localhost", tls_server.endpoints().front().port(), client_tls());
+    co_await expect_echo(s, "tls\n");
+    auto refusing = make_refusing_port(ex);
+    try {
+      co_await client.connect("127.0.0.1", refusing.endpoint.port());
+    } catch (const StreamClosedError&) {
+    }
+    connect_options options;
+    options.timeout = 20ms;
+    try {
+      co_await client.connect("127.0.0.1", silent.port(), client_tls(), options);
+    } catch (const tornado::TimeoutError&) {
+    }
+  };
+  std::size_t steps = 0;
+  {
+    asio::io_context ctx(1);
+    bool done = false;
+    std::exception_ptr error;
+    asio::co_spawn(ctx, session, [&](std::exception_ptr e) {
+      done = true;
+      error = e;
+    });
+    while (!done && ctx.run_one_for(5s)) ++steps;
+    BOOST_REQUIRE(done);
+    if (error) std::rethrow_exception(error);
+  }
+  BOOST_TEST_MESSAGE("session steps: " << steps);
+  for (std::size_t k = 0; k <= steps; ++k) {
+    asio::io_context ctx(1);
+    asio::co_spawn(ctx, session, asio::detached);
+    for (std::size_t i = 0; i < k; ++i)
+      if (!ctx.run_one_for(5s)) break;
+  }
+}
+
+BOOST_AUTO_TEST_SUITE_END()
