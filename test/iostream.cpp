@@ -1784,6 +1784,29 @@ BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(Writes)
 
+namespace {
+// Writes go to the kernel at once when they can (as Tornado's): small socket buffers, and a
+// kernel already full, keep the stream's own queue in play.
+void shrink_buffers(transport::stream_pair<IOStream>& p) {
+  p.ws.socket().set_option(asio::socket_base::send_buffer_size(4096));
+  p.rs.socket().set_option(asio::socket_base::receive_buffer_size(4096));
+}
+// Fills the kernel's buffers between the two ends with 'F' bytes; returns how many.
+std::size_t fill_kernel(transport::stream_pair<IOStream>& p) {
+  auto& sock = p.ws.socket();
+  sock.non_blocking(true);
+  std::string filler(4096, 'F');
+  std::size_t total = 0;
+  for (;;) {
+    boost::system::error_code ec;
+    std::size_t n = sock.write_some(asio::buffer(filler), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) return total;
+    BOOST_REQUIRE(!ec);
+    total += n;
+  }
+}
+} // namespace
+
 BOOST_AUTO_TEST_CASE(test_writes_complete_in_order) {
   // Several outstanding writes complete in the order they were made; the bytes arrive in that
   // order too (copied views, owned strings and vectors, a write of nothing).
@@ -1797,6 +1820,7 @@ BOOST_AUTO_TEST_CASE(test_writes_complete_in_order) {
     std::string a = "a", b = pattern(100000), c(10, 'c'), e = pattern(5000, 7);
     std::vector<char> f(3000, 'f');
     expected = a + b + c + e + std::string(f.begin(), f.end());
+    shrink_buffers(p);
     p.ws.write(a, writes[0].handler());
     p.ws.write(std::string(b), writes[1].handler());
     p.ws.write(asio::buffer(c), writes[2].handler());
@@ -1863,8 +1887,10 @@ BOOST_AUTO_TEST_CASE(test_max_write_buffer_size) {
   asio::io_context ctx(1);
   run(ctx, [&]() -> asio::awaitable<void> {
     auto p = co_await tcp_streams::make({.max_write_buffer_size = 10});
+    shrink_buffers(p);
+    std::size_t filler = fill_kernel(p);
     record a, b, c;
-    p.ws.write("12345678", a.handler());  // queued until its completion runs
+    p.ws.write("12345678", a.handler());  // queued: the kernel is full
     p.ws.write("abc", b.handler());        // 8 + 3 > 10
     p.ws.write(std::string(11, 'z'), c.handler());
     co_await b.wait();
@@ -1872,10 +1898,12 @@ BOOST_AUTO_TEST_CASE(test_max_write_buffer_size) {
     BOOST_TEST(b.ec() == code(tornado::error::stream_buffer_full));
     BOOST_TEST(c.ec() == code(tornado::error::stream_buffer_full));
     BOOST_TEST(!p.ws.closed());
+    BOOST_TEST(co_await p.rs.read_bytes(filler) == std::string(filler, 'F'));
     co_await a.wait();
     BOOST_TEST(!a.ec());
     co_await p.ws.write("9012345678");  // exactly the limit
     BOOST_TEST(co_await p.rs.read_bytes(18) == "123456789012345678");
+    filler = fill_kernel(p);
     p.ws.write("12345678", record().handler());
     try {
       co_await p.ws.write("abc");
@@ -1883,6 +1911,7 @@ BOOST_AUTO_TEST_CASE(test_max_write_buffer_size) {
     } catch (const tornado::StreamBufferFullError&) {
     }
     BOOST_TEST(!p.ws.closed());
+    BOOST_TEST(co_await p.rs.read_bytes(filler) == std::string(filler, 'F'));
     BOOST_TEST(co_await p.rs.read_bytes(8) == "12345678");
   });
 }
@@ -1916,6 +1945,7 @@ BOOST_AUTO_TEST_CASE(test_slow_reader_fast_writer) {
   asio::io_context ctx(1);
   run(ctx, [&]() -> asio::awaitable<void> {
     auto p = co_await tcp_streams::make({.max_write_buffer_size = 64 * 1024});
+    shrink_buffers(p);
     auto ex = co_await asio::this_coro::executor;
     int full = 0;
     std::string received;

@@ -109,6 +109,8 @@ protected:
   static boost::asio::awaitable<T> await_result(detail::stream_ref<Stream> ref, Init init, Args... args);
   template <class Init, class... Args>
   static boost::asio::awaitable<void> await_done(detail::stream_ref<Stream> ref, Init init, Args... args);
+  template <class Data>
+  static boost::asio::awaitable<void> await_write(detail::stream_ref<Stream> ref, Data data);
 };
 
 // A stream over a connected (or connecting) socket: TCP (IOStream) or local (LocalIOStream).

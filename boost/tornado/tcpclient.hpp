@@ -21,6 +21,8 @@ struct connect_options {
   stream_options stream;           // for the stream handed back
   std::string source_ip;           // bind the local end to this address...
   unsigned short source_port = 0;  // ...and port, when set
+  // TLS only: check the server's certificate and name. Turning it off is an explicit choice.
+  bool verify = true;
   // One relative timeout for resolution, connection and handshake together (TimeoutError).
   std::chrono::steady_clock::duration timeout = std::chrono::steady_clock::duration::zero();  // zero: none
 };

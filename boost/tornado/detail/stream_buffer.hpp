@@ -76,6 +76,30 @@ private:
   bool pinned_ = false;
 };
 
+// Strings whose memory goes round: a read's result is usually written back (an echo, a
+// proxy) and, once sent, its block serves the next result -- no allocation per message.
+struct string_pool {
+  static constexpr std::size_t max_strings = 16;
+  static constexpr std::size_t max_capacity = 64 * 1024;
+  static std::vector<std::string>& strings() {
+    thread_local std::vector<std::string> pool;
+    return pool;
+  }
+  // An empty string, with a recycled block when there is one.
+  static std::string take() {
+    auto& pool = strings();
+    if (pool.empty()) return std::string();
+    std::string s = std::move(pool.back());
+    pool.pop_back();
+    s.clear();
+    return s;
+  }
+  static void give(std::string&& s) noexcept {
+    auto& pool = strings();
+    if (s.capacity() > 15 && s.capacity() <= max_capacity && pool.size() < max_strings) pool.push_back(std::move(s));
+  }
+};
+
 class write_queue {
 public:
   // Owned buffers larger than this are kept as they are; smaller data is copied (Tornado's
@@ -91,12 +115,7 @@ public:
     if (pieces_.size() == head_ || !pieces_.back().copied || pieces_.size() <= sealed_) {
       piece pc;
       pc.copied = true;
-      auto& pool = spare_pool();
-      if (!pool.empty()) {
-        pc.s = std::move(pool.back());
-        pool.pop_back();
-        pc.s.clear();
-      }
+      pc.s = string_pool::take();
       // Never in the string object itself: the bytes must not move when the piece does.
       pc.s.reserve(std::max<std::size_t>(n, 256));
       pieces_.push_back(std::move(pc));
@@ -108,7 +127,15 @@ public:
   template <class Owned>
   void append_owned(Owned&& owned) {
     std::size_t n = owned.size();
-    if (n <= copy_threshold) return append_copy(owned.data(), n);
+    // A small buffer joins the data before it; alone in the queue a string is taken as it is
+    // (unless its bytes live inside the object, where they would move with it).
+    if (n <= copy_threshold) {
+      bool take = false;
+      if constexpr (std::is_same_v<std::decay_t<Owned>, std::string>)
+        take = pieces_.size() == head_ && owned.capacity() > 15;
+      if (!take) return append_copy(owned.data(), n);
+    }
+    if (!n) return;
     piece pc;
     if constexpr (std::is_same_v<std::decay_t<Owned>, std::string>)
       pc.s = std::move(owned);
@@ -171,8 +198,8 @@ private:
 
   void pop_front() noexcept {
     piece& pc = pieces_[head_];
-    // The block goes to this thread's pool for the next small write, not kept per stream.
-    if (pc.copied && pc.s.capacity() <= 64 * 1024 && spare_pool().size() < 16) spare_pool().push_back(std::move(pc.s));
+    // The block goes to this thread's pool, not kept per stream.
+    if (pc.v.empty()) string_pool::give(std::move(pc.s));
     pc = piece();
     offset_ = 0;
     if (++head_ == pieces_.size()) {
@@ -185,11 +212,6 @@ private:
   }
 
   std::vector<piece> pieces_;
-  static std::vector<std::string>& spare_pool() {
-    thread_local std::vector<std::string> pool;
-    return pool;
-  }
-
   std::size_t head_ = 0, offset_ = 0, size_ = 0, sealed_ = 0;
 };
 

@@ -17,6 +17,7 @@
 #include <boost/asio/execution_context.hpp>
 #include <boost/asio/query.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/ssl/stream.hpp>
@@ -55,6 +56,14 @@ template <class Stream>
 struct is_ssl_stream : std::false_type {};
 template <class Next>
 struct is_ssl_stream<boost::asio::ssl::stream<Next>> : std::true_type {};
+
+// Sockets and descriptors: they can also write without blocking.
+template <class Stream>
+struct is_reactor_stream : std::false_type {};
+template <class Protocol, class Executor>
+struct is_reactor_stream<boost::asio::basic_stream_socket<Protocol, Executor>> : std::true_type {};
+template <class Executor>
+struct is_reactor_stream<boost::asio::posix::basic_stream_descriptor<Executor>> : std::true_type {};
 
 template <class Stream>
 auto& lowest_layer_of(Stream& s) {
@@ -183,6 +192,11 @@ public:
   // ---- writes ----
   template <class Handler, class Append>
   void begin_write(Handler&& handler, std::size_t n, Append append);
+  template <class Append>
+  bool queue_write(std::size_t n, Append append, boost::system::error_code& ec);
+  void write_now();
+  template <class Handler>
+  void wait_written(Handler&& handler, std::uint64_t end);
   void start_write_io();
   void on_write(const boost::system::error_code& ec, std::size_t n);
 
@@ -248,6 +262,8 @@ public:
   std::uint64_t total_queued_ = 0, total_sent_ = 0;
   intrusive_list write_waiters_;
   bool writing_io_ = false;
+  bool non_blocking_ = false;
+  bool write_only_ = false;  // the write end of a pipe
 
   intrusive_list gate_waiters_;       // connect (and the handshake after it)
   intrusive_list handshake_waiters_;  // wait_for_handshake (at most one)

@@ -26,10 +26,21 @@
 
 namespace boost::tornado::detail {
 
-// Posts `handler(args...)` to the handler's associated executor (or `ex`).
+// Posts `handler(args...)` to the handler's associated executor (or `ex`). An io_context
+// executor behind a type-erased one is used directly.
 template <class Handler, class Executor, class... Args>
 void post_completion(Handler&& handler, const Executor& ex, Args&&... args) {
   auto hex = boost::asio::get_associated_executor(handler, ex);
+  using hex_t = decltype(hex);
+  if constexpr (std::is_same_v<hex_t, boost::asio::any_io_executor>) {
+    if (const auto* io = hex.template target<boost::asio::io_context::executor_type>()) {
+      auto direct = boost::asio::require(*io, boost::asio::execution::blocking.never);
+      direct.execute([h = std::forward<Handler>(handler), tup = std::make_tuple(std::forward<Args>(args)...)]() mutable {
+        std::apply(std::move(h), std::move(tup));
+      });
+      return;
+    }
+  }
   boost::asio::post(hex, boost::asio::append(std::forward<Handler>(handler),
                                             std::forward<Args>(args)...));
 }

@@ -193,6 +193,7 @@ void stream_state<Stream>::finish_read(std::size_t pos, bool initiating) {
     into_ = {};
     into_filled_ = 0;
   } else if (pos) {
+    result = string_pool::take();
     result.assign(rbuf_.data(), pos);
     rbuf_.consume(pos);
   }
@@ -271,6 +272,12 @@ void stream_state<Stream>::start_read_io(bool initiating) {
 
 template <class Stream>
 void stream_state<Stream>::handle_read_error(const boost::system::error_code& ec) {
+  // The write end of a pipe cannot be read: a read kept going only to see the stream close
+  // stops there (a failed write will tell).
+  if (ec == boost::asio::error::bad_descriptor && kind_ == read_kind::none && lowest_layer_of(stream_).is_open()) {
+    write_only_ = true;
+    return;
+  }
   if (ec == boost::asio::error::eof) return close({});
   if (!is_connection_reset(ec)) log(log_level::warning, gen_log, "Read error: " + ec.message());
   close(ec);
@@ -312,22 +319,71 @@ template <class Stream>
 void stream_state<Stream>::maybe_listen_for_close() {
   // With a close callback and nothing to read, keep a read going so that the peer's close is
   // seen (what arrives meanwhile is buffered for the next read).
-  if (close_cb_ && kind_ == read_kind::none && rbuf_.empty() && !closed_) start_read_io();
+  if (close_cb_ && kind_ == read_kind::none && rbuf_.empty() && !closed_ && !write_only_) start_read_io();
 }
 
 // ---- writes ----
 
 template <class Stream>
+template <class Append>
+bool stream_state<Stream>::queue_write(std::size_t n, Append append, boost::system::error_code& ec) {
+  if (closed_) {
+    ec = closed_error();
+    return false;
+  }
+  if (opts_.max_write_buffer_size != no_limit && wq_.size() + n > opts_.max_write_buffer_size) {
+    ec = make_error_code(error::stream_buffer_full);
+    return false;
+  }
+  append(wq_);
+  total_queued_ += n;
+  return true;
+}
+
+// Sends what can go now without blocking (sockets and descriptors, nothing in flight): most
+// writes leave in the call that makes them, as Tornado's do, with no operation to complete.
+template <class Stream>
+void stream_state<Stream>::write_now() {
+  if constexpr (is_reactor_stream<Stream>::value) {
+    if (writing_io_ || gated_ || closed_ || wq_.empty() || !write_waiters_.empty()) return;
+    boost::system::error_code ec;
+    if (!non_blocking_) {
+      stream_.non_blocking(true, ec);
+      if (ec) return;
+      non_blocking_ = true;
+    }
+    while (!wq_.empty()) {
+      auto bufs = wq_.gather();
+      std::size_t n = bufs.n == 1 ? stream_.write_some(bufs.bufs[0], ec) : stream_.write_some(bufs, ec);
+      if (ec == boost::asio::error::would_block || ec == boost::asio::error::try_again) return;
+      if (ec) {
+        if (!is_connection_reset(ec)) log(log_level::warning, gen_log, "Write error: " + ec.message());
+        return close(ec);
+      }
+      wq_.consume(n);
+      total_sent_ += n;
+    }
+  }
+}
+
+template <class Stream>
 template <class Handler, class Append>
 void stream_state<Stream>::begin_write(Handler&& handler, std::size_t n, Append append) {
   auto ex = stream_.get_executor();
+  boost::system::error_code ec;
+  if (!queue_write(n, append, ec)) return post_completion(std::forward<Handler>(handler), ex, ec);
+  write_now();
+  wait_written(std::forward<Handler>(handler), total_queued_);
+}
+
+// Completes once every byte up to `end` has been sent.
+template <class Stream>
+template <class Handler>
+void stream_state<Stream>::wait_written(Handler&& handler, std::uint64_t end) {
+  auto ex = stream_.get_executor();
+  if (total_sent_ >= end) return post_completion(std::forward<Handler>(handler), ex, boost::system::error_code());
   if (closed_) return post_completion(std::forward<Handler>(handler), ex, closed_error());
-  if (opts_.max_write_buffer_size != no_limit && wq_.size() + n > opts_.max_write_buffer_size)
-    return post_completion(std::forward<Handler>(handler), ex, make_error_code(error::stream_buffer_full));
-  append(wq_);
-  total_queued_ += n;
-  if (total_sent_ >= total_queued_) return post_completion(std::forward<Handler>(handler), ex, boost::system::error_code());
-  enqueue_waiter_on<write_waiter>(ex, std::forward<Handler>(handler), this, write_waiters_, Deadline{}, total_queued_);
+  enqueue_waiter_on<write_waiter>(ex, std::forward<Handler>(handler), this, write_waiters_, Deadline{}, end);
   start_write_io();
 }
 
@@ -534,6 +590,17 @@ struct initiate_write {
 };
 
 template <class Stream>
+struct initiate_wait_written {
+  stream_state<Stream>* s;
+  using executor_type = typename Stream::executor_type;
+  executor_type get_executor() const { return s->stream_.get_executor(); }
+  template <class Handler>
+  void operator()(Handler&& handler, std::uint64_t end) const {
+    s->wait_written(std::forward<Handler>(handler), end);
+  }
+};
+
+template <class Stream>
 struct initiate_gate {
   stream_state<Stream>* s;
   using executor_type = typename Stream::executor_type;
@@ -574,6 +641,25 @@ boost::asio::awaitable<T> BaseIOStream<Stream>::await_result(detail::stream_ref<
   auto r = co_await detail::make_direct_op<T>(std::move(init), std::move(args)...);
   if (r.ec) detail::throw_stream_error(r.ec, ref->error_);
   co_return std::move(r.value);
+}
+
+template <class Stream>
+template <class Data>
+boost::asio::awaitable<void> BaseIOStream<Stream>::await_write(detail::stream_ref<Stream> ref, Data data) {
+  auto* s = ref.get();
+  boost::system::error_code ec;
+  std::size_t n = data.size();
+  bool queued;
+  if constexpr (std::is_same_v<Data, boost::asio::const_buffer>)
+    queued = s->queue_write(n, [&](detail::write_queue& q) { q.append_copy(data.data(), n); }, ec);
+  else
+    queued = s->queue_write(n, [&](detail::write_queue& q) { q.append_owned(std::move(data)); }, ec);
+  if (!queued) detail::throw_stream_error(ec, s->error_);
+  s->write_now();
+  // Even a write that left at once resumes through the loop: the completions of the writes
+  // before it, already posted, run first.
+  auto r = co_await detail::make_direct_op<>(detail::initiate_wait_written<Stream>{s}, s->total_queued_);
+  if (r.ec) detail::throw_stream_error(r.ec, ref->error_);
 }
 
 template <class Stream>
@@ -684,7 +770,7 @@ auto BaseIOStream<Stream>::read_until_close(Chunk chunk, Token&& token) {
 #define BOOST_TORNADO_WRITE_OP(data)                                                                     \
   using init_t = detail::initiate_write<Stream>;                                                         \
   if constexpr (detail::is_default_token<Token>)                                                         \
-    return await_done(detail::stream_ref<Stream>(state_), init_t{state_}, data);                         \
+    return await_write(detail::stream_ref<Stream>(state_), data);                                        \
   else                                                                                                   \
     return boost::asio::async_initiate<Token, void(boost::system::error_code)>(init_t{state_}, token, data)
 

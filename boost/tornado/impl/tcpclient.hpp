@@ -127,7 +127,7 @@ private:
     } else {
       // The handshake's stream stays reachable, so that a timeout or a cancellation closes it.
       boost::asio::ip::tcp::socket socket(std::move(stream.socket()));
-      handshaking_.emplace(std::move(socket), *tls_, false, host_, true, opts_.stream);
+      handshaking_.emplace(std::move(socket), *tls_, false, host_, opts_.verify, opts_.stream);
       handshaking_->wait_for_handshake([self = this->shared_from_this()](const boost::system::error_code& ec) {
         if (self->finished_) return;
         if (ec) return self->finish(self->handshaking_->error() ? self->handshaking_->error() : ec, std::nullopt);

@@ -10,6 +10,13 @@ template <class T>
 struct is_awaitable_void : std::false_type {};
 template <class Executor>
 struct is_awaitable_void<boost::asio::awaitable<void, Executor>> : std::true_type {};
+template <class T>
+struct is_some_awaitable : std::false_type {};
+template <class T, class Executor>
+struct is_some_awaitable<boost::asio::awaitable<T, Executor>> : std::true_type {};
+// A handler is a coroutine returning nothing, or a plain callback.
+template <class R>
+inline constexpr bool valid_stream_handler_result = !is_some_awaitable<R>::value || is_awaitable_void<R>::value;
 } // namespace detail
 
 template <class Result>
@@ -25,6 +32,7 @@ TCPServer::TCPServer(const boost::asio::any_io_executor& ex, Handler handler, st
                                                                   boost::asio::ip::tcp::endpoint address) mutable {
     IOStream stream(std::move(socket), options);
     using result_t = std::invoke_result_t<Handler&, IOStream, boost::asio::ip::tcp::endpoint>;
+    static_assert(detail::valid_stream_handler_result<result_t>, "a coroutine handler must return asio::awaitable<void>");
     if constexpr (detail::is_awaitable_void<result_t>::value) {
       run_handler(handler(std::move(stream), address));
     } else {
@@ -46,6 +54,7 @@ TCPServer::TCPServer(const boost::asio::any_io_executor& ex, Handler handler, bo
     // The handshake starts now; the handler's first I/O waits for it, as Tornado's lazy one.
     SSLIOStream stream(std::move(socket), *ctx, true, {}, true, options);
     using result_t = std::invoke_result_t<Handler&, SSLIOStream, boost::asio::ip::tcp::endpoint>;
+    static_assert(detail::valid_stream_handler_result<result_t>, "a coroutine handler must return asio::awaitable<void>");
     if constexpr (detail::is_awaitable_void<result_t>::value) {
       run_handler(handler(std::move(stream), address));
     } else {
