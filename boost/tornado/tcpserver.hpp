@@ -63,8 +63,8 @@ public:
   std::vector<boost::asio::ip::tcp::endpoint> endpoints() const;
 
 private:
-  template <class Result>
-  void run_handler(Result&& r);
+  template <class Handler, class Stream>
+  void run_handler(Handler& handler, Stream stream, const boost::asio::ip::tcp::endpoint& address);
 
   boost::asio::any_io_executor ex_;
   std::function<void(boost::asio::ip::tcp::socket, boost::asio::ip::tcp::endpoint)> on_connection_;

@@ -19,29 +19,30 @@ template <class R>
 inline constexpr bool valid_stream_handler_result = !is_some_awaitable<R>::value || is_awaitable_void<R>::value;
 } // namespace detail
 
-template <class Result>
-void TCPServer::run_handler(Result&& r) {
-  boost::asio::co_spawn(ex_, std::forward<Result>(r), [](std::exception_ptr e) {
-    if (e) log_exception(app_log, "Exception in stream handler", e);
-  });
+// Hands the stream to the handler: a coroutine is spawned on the server's executor, a plain
+// callback runs here; what escapes either is logged.
+template <class Handler, class Stream>
+void TCPServer::run_handler(Handler& handler, Stream stream, const boost::asio::ip::tcp::endpoint& address) {
+  using result_t = std::invoke_result_t<Handler&, Stream, boost::asio::ip::tcp::endpoint>;
+  static_assert(detail::valid_stream_handler_result<result_t>, "a coroutine handler must return asio::awaitable<void>");
+  if constexpr (detail::is_awaitable_void<result_t>::value) {
+    boost::asio::co_spawn(ex_, handler(std::move(stream), address), [](std::exception_ptr e) {
+      if (e) log_exception(app_log, "Exception in stream handler", e);
+    });
+  } else {
+    try {
+      handler(std::move(stream), address);
+    } catch (...) {
+      log_exception(app_log, "Error in connection callback", std::current_exception());
+    }
+  }
 }
 
 template <class Handler>
 TCPServer::TCPServer(const boost::asio::any_io_executor& ex, Handler handler, stream_options options) : ex_(ex) {
   on_connection_ = [this, handler = std::move(handler), options](boost::asio::ip::tcp::socket socket,
                                                                   boost::asio::ip::tcp::endpoint address) mutable {
-    IOStream stream(std::move(socket), options);
-    using result_t = std::invoke_result_t<Handler&, IOStream, boost::asio::ip::tcp::endpoint>;
-    static_assert(detail::valid_stream_handler_result<result_t>, "a coroutine handler must return asio::awaitable<void>");
-    if constexpr (detail::is_awaitable_void<result_t>::value) {
-      run_handler(handler(std::move(stream), address));
-    } else {
-      try {
-        handler(std::move(stream), address);
-      } catch (...) {
-        log_exception(app_log, "Error in connection callback", std::current_exception());
-      }
-    }
+    run_handler(handler, IOStream(std::move(socket), options), address);
   };
 }
 
@@ -52,18 +53,7 @@ TCPServer::TCPServer(const boost::asio::any_io_executor& ex, Handler handler, bo
   on_connection_ = [this, handler = std::move(handler), options, ctx = &ssl_context](
                        boost::asio::ip::tcp::socket socket, boost::asio::ip::tcp::endpoint address) mutable {
     // The handshake starts now; the handler's first I/O waits for it, as Tornado's lazy one.
-    SSLIOStream stream(std::move(socket), *ctx, true, {}, true, options);
-    using result_t = std::invoke_result_t<Handler&, SSLIOStream, boost::asio::ip::tcp::endpoint>;
-    static_assert(detail::valid_stream_handler_result<result_t>, "a coroutine handler must return asio::awaitable<void>");
-    if constexpr (detail::is_awaitable_void<result_t>::value) {
-      run_handler(handler(std::move(stream), address));
-    } else {
-      try {
-        handler(std::move(stream), address);
-      } catch (...) {
-        log_exception(app_log, "Error in connection callback", std::current_exception());
-      }
-    }
+    run_handler(handler, SSLIOStream(std::move(socket), *ctx, true, {}, true, options), address);
   };
 }
 
