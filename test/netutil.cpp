@@ -572,16 +572,21 @@ BOOST_AUTO_TEST_CASE(cancellation_completes_at_once) {
 BOOST_AUTO_TEST_CASE(cancelled_coroutine_throws_cancelled_error) {
   tornado::Resolver resolver(ex());
   asio::cancellation_signal signal;
-  bool cancelled = false;
+  bool cancelled = false, waiting = false;
   asio::co_spawn(loop.context(), [&]() -> asio::awaitable<void> {
     try {
+      waiting = true;  // the resolve starts in this same step
       co_await resolver.resolve("localhost", 80);
     } catch (const tornado::CancelledError&) {
       cancelled = true;
     }
   }, asio::bind_cancellation_slot(signal.slot(), asio::detached));
   loop.context().restart();
-  loop.context().poll_one();  // the coroutine starts and waits
+  // Step until the coroutine waits in the resolve: co_spawn may take more than one step to get
+  // there, and a cancellation emitted before would be Asio's (at the co_await), not ours.
+  while (!waiting && loop.context().poll_one()) {
+  }
+  BOOST_TEST_REQUIRE(waiting);
   signal.emit(asio::cancellation_type::terminal);
   BOOST_TEST_REQUIRE(run_until([&] { return cancelled; }));
 }
