@@ -26,25 +26,6 @@
 
 namespace boost::tornado::detail {
 
-// Posts `handler(args...)` to the handler's associated executor (or `ex`). An io_context
-// executor behind a type-erased one is used directly.
-template <class Handler, class Executor, class... Args>
-void post_completion(Handler&& handler, const Executor& ex, Args&&... args) {
-  auto hex = boost::asio::get_associated_executor(handler, ex);
-  using hex_t = decltype(hex);
-  if constexpr (std::is_same_v<hex_t, boost::asio::any_io_executor>) {
-    if (const auto* io = hex.template target<boost::asio::io_context::executor_type>()) {
-      auto direct = boost::asio::require(*io, boost::asio::execution::blocking.never);
-      direct.execute([h = std::forward<Handler>(handler), tup = std::make_tuple(std::forward<Args>(args)...)]() mutable {
-        std::apply(std::move(h), std::move(tup));
-      });
-      return;
-    }
-  }
-  boost::asio::post(hex, boost::asio::append(std::forward<Handler>(handler),
-                                            std::forward<Args>(args)...));
-}
-
 // Handlers that resume an asio::awaitable thread. co_spawn keeps that thread's executor busy
 // for as long as the thread lives, so waiting on their behalf needs no work of its own.
 template <class Handler>
@@ -146,6 +127,16 @@ private:
   std::optional<work_type> work_;
   std::conditional_t<may_be_fast, std::optional<fast_executor>, std::optional<work_type>> fast_;
 };
+
+// Posts `handler(args...)` to the handler's associated executor (or `ex`), the same way a
+// waiter's completion goes (an io_context behind a type-erased executor is used directly).
+template <class Handler, class Executor, class... Args>
+void post_completion(Handler&& handler, const Executor& ex, Args&&... args) {
+  using handler_t = std::decay_t<Handler>;
+  handler_t h(std::forward<Handler>(handler));
+  completion_work<handler_t, Executor> work(h, ex);
+  work.post(std::move(h), std::forward<Args>(args)...);
+}
 
 template <class Handler>
 using node_allocator_t = boost::asio::associated_allocator_t<Handler, boost::asio::recycling_allocator<void>>;

@@ -55,7 +55,6 @@ void stream_state<Stream>::begin_read(Handler&& handler, Configure configure) {
   }
   configure(*this);
   enqueue_waiter_on<Waiter>(ex, std::forward<Handler>(handler), this, read_waiters_, Deadline{});
-  if (filling()) drain_into();
   if (streaming_mode_) {
     // The chunk callback is user code: it runs from the loop, not from inside this call.
     boost::asio::post(ex, [ref = stream_ref<Stream>(this)] {
@@ -77,7 +76,7 @@ void stream_state<Stream>::drain_into() {
 
 template <class Stream>
 void stream_state<Stream>::try_read(bool initiating) {
-  if (!try_complete(initiating)) start_read_io(initiating);
+  if (!try_complete(initiating)) start_read_io();
 }
 
 // Finishes the pending read if the buffer (or the closed stream) allows; true when it is done.
@@ -246,8 +245,7 @@ void stream_state<Stream>::deliver_streaming() {
 }
 
 template <class Stream>
-void stream_state<Stream>::start_read_io(bool initiating) {
-  (void)initiating;
+void stream_state<Stream>::start_read_io() {
   if (reading_io_ || closed_ || gated_ || !lowest_layer_of(stream_).is_open()) return;
   boost::asio::mutable_buffer target;
   if (filling()) {
