@@ -18,6 +18,11 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_future.hpp>
 #include <boost/test/unit_test.hpp>
+#include <algorithm>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
 
 namespace asio = boost::asio;
 namespace tornado = boost::tornado;
@@ -44,7 +49,7 @@ auto fake_op(asio::io_context& ctx, error_code ec, int value, Token&& token = {}
 
 } // namespace
 
-BOOST_AUTO_TEST_CASE(default_token_returns_awaitable_and_throws_typed_exception) {
+BOOST_AUTO_TEST_CASE(default_token_returns_operation_and_throws_typed_exception) {
   asio::io_context ctx;
   int got = 0;
   bool timed_out = false;
@@ -59,6 +64,61 @@ BOOST_AUTO_TEST_CASE(default_token_returns_awaitable_and_throws_typed_exception)
   ctx.run();
   BOOST_TEST(got == 7);
   BOOST_TEST(timed_out);
+}
+
+BOOST_AUTO_TEST_CASE(default_token_operation_is_lazy_and_converts_to_awaitable) {
+  asio::io_context ctx;
+  std::vector<int> got;
+  auto op = fake_op(ctx, {}, 1);
+  static_assert(tornado::awaited_operation<decltype(op)>);
+  ctx.poll();
+  BOOST_TEST(ctx.stopped());  // nothing started: the operation is lazy
+  ctx.restart();
+  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
+    got.push_back(co_await std::move(op));
+    asio::awaitable<int> converted = fake_op(ctx, {}, 2);
+    got.push_back(co_await std::move(converted));
+    got.push_back(co_await fake_op(ctx, {}, 3).as_awaitable());
+  }, asio::detached);
+  // co_spawn takes the operation itself, as it takes a function returning an awaitable.
+  asio::co_spawn(ctx, fake_op(ctx, {}, 4), [&](std::exception_ptr e, int v) {
+    BOOST_TEST(!e);
+    got.push_back(v);
+  });
+  ctx.run();
+  std::sort(got.begin(), got.end());
+  BOOST_TEST(got == (std::vector<int>{1, 2, 3, 4}), boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(default_token_carries_move_only_values_and_exception_ptr_signatures) {
+  asio::io_context ctx;
+  std::unique_ptr<int> got;
+  bool rethrown = false;
+  auto move_only = [&](auto token) {
+    return asio::async_initiate<decltype(token), void(error_code, std::unique_ptr<int>)>(
+        [&](auto h) { asio::post(ctx, [h = std::move(h)]() mutable { std::move(h)(error_code(), std::make_unique<int>(5)); }); },
+        token);
+  };
+  auto failing = [&](auto token) {
+    return asio::async_initiate<decltype(token), void(std::exception_ptr, int)>(
+        [&](auto h) {
+          asio::post(ctx, [h = std::move(h)]() mutable {
+            std::move(h)(std::make_exception_ptr(std::runtime_error("boom")), 0);
+          });
+        },
+        token);
+  };
+  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
+    got = co_await move_only(tornado::use_awaitable);
+    try {
+      co_await failing(tornado::use_awaitable);
+    } catch (const std::runtime_error& e) {
+      rethrown = std::string(e.what()) == "boom";
+    }
+  }, asio::detached);
+  ctx.run();
+  BOOST_TEST((got && *got == 5));
+  BOOST_TEST(rethrown);
 }
 
 BOOST_AUTO_TEST_CASE(typed_exceptions_are_system_errors) {

@@ -97,6 +97,11 @@ asio::awaitable<T> within(asio::awaitable<T> op, std::chrono::steady_clock::dura
   if constexpr (!std::is_void_v<T>) co_return std::get<0>(std::move(r));
 }
 
+template <tornado::awaited_operation Op>
+auto within(Op op, std::chrono::steady_clock::duration limit = 3s) {
+  return within(std::move(op).as_awaitable(), limit);
+}
+
 // The StreamClosedError an operation fails with; an exception if it succeeds.
 template <class T>
 asio::awaitable<StreamClosedError> expect_closed(asio::awaitable<T> op) {
@@ -106,6 +111,11 @@ asio::awaitable<StreamClosedError> expect_closed(asio::awaitable<T> op) {
     co_return e;
   }
   throw std::runtime_error("expected StreamClosedError, the operation succeeded");
+}
+
+template <tornado::awaited_operation Op>
+auto expect_closed(Op op) {
+  return expect_closed(std::move(op).as_awaitable());
 }
 
 template <class E>
@@ -219,6 +229,11 @@ spawned<T> spawn_op(const asio::any_io_executor& ex, asio::awaitable<T> op) {
       },
       asio::detached);
   return result;
+}
+
+template <tornado::awaited_operation Op>
+auto spawn_op(const asio::any_io_executor& ex, Op op) {
+  return spawn_op(ex, std::move(op).as_awaitable());
 }
 
 // Coroutines run side by side; wait() resumes when all have finished and rethrows the first

@@ -1000,6 +1000,26 @@ BOOST_AUTO_TEST_CASE(immediate_completion_is_posted_not_inline) {
   BOOST_TEST(!join.ec);
 }
 
+// With the default token, room or an item ready resumes the coroutine inside the step that
+// awaited it (posting would take a handler per operation).
+BOOST_AUTO_TEST_CASE(default_token_immediate_completion_stays_in_the_same_step) {
+  Queue<int> q(2);
+  bool done = false;
+  asio::co_spawn(loop.context(), [&]() -> asio::awaitable<void> {
+    for (int i = 0; i < 1000; ++i) {
+      co_await q.put(i);
+      BOOST_TEST(co_await q.get() == i);
+      q.task_done();
+    }
+    co_await q.join();
+    done = true;
+  }, asio::detached);
+  std::size_t handlers = 0;
+  while (!done && loop.context().run_one()) ++handlers;
+  BOOST_TEST(done);
+  BOOST_TEST(handlers <= 2u);
+}
+
 BOOST_AUTO_TEST_CASE(later_completion_is_posted) {
   Queue<int> q(1);
   get_outcome<int> get;

@@ -11,6 +11,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <chrono>
 #include <exception>
+#include <optional>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -55,146 +56,254 @@ inline constexpr use_awaitable_t use_awaitable{};
 
 namespace detail {
 
-// void(error_code, Ts...) becomes void(exception_ptr, Ts...) for the default token; other
-// signatures pass through.
-template <class Sig> struct typed_signature { using type = Sig; };
-template <class... Ts>
-struct typed_signature<void(boost::system::error_code, Ts...)> {
-  using type = void(std::exception_ptr, Ts...);
-};
-
-template <class Handler>
-struct rethrow_handler {
-  Handler handler_;
-  template <class... Ts>
-  void operator()(const boost::system::error_code& ec, Ts&&... ts) {
-    std::move(handler_)(ec ? tornado::make_exception_ptr(ec) : std::exception_ptr(),
-                        std::forward<Ts>(ts)...);
-  }
-};
-
-template <class Sig> struct is_error_code_signature : std::false_type {};
-template <class... Ts>
-struct is_error_code_signature<void(boost::system::error_code, Ts...)> : std::true_type {};
-
-template <class Sig, class Initiation>
-struct typed_initiation {
-  Initiation init_;
-  template <class Handler, class... Args>
-  void operator()(Handler&& h, Args&&... args) && {
-    if constexpr (is_error_code_signature<Sig>::value)
-      std::move(init_)(rethrow_handler<std::decay_t<Handler>>{std::forward<Handler>(h)},
-                       std::forward<Args>(args)...);
-    else
-      std::move(init_)(std::forward<Handler>(h), std::forward<Args>(args)...);
-  }
-};
-
 template <class Token>
 inline constexpr bool is_default_token = std::is_same_v<std::decay_t<Token>, use_awaitable_t>;
 
-// The outcome of an operation as one value, for the library's own coroutines: Boost 1.81's
-// awaitable resumes a one-argument operation without an extra coroutine frame.
-template <class... T>
-struct op_result;
-template <>
-struct op_result<> {
-  boost::system::error_code ec;
+// What `co_await` of a default-token operation resumes with: nothing, one value, or a tuple.
+template <class... T> struct value_of { using type = std::tuple<T...>; };
+template <> struct value_of<> { using type = void; };
+template <class T> struct value_of<T> { using type = T; };
+
+// The outcome of a default-token operation, handed to the waiting coroutine in one argument:
+// the exception `co_await` raises, or the value it returns.
+template <class V>
+struct outcome {
+  std::exception_ptr error;
+  std::optional<V> value;
 };
-template <class T>
-struct op_result<T> {
-  boost::system::error_code ec;
-  T value;
+template <>
+struct outcome<void> {
+  std::exception_ptr error;
 };
 
-template <class Handler, class... T>
-struct result_handler {
-  Handler handler_;
-  void operator()(const boost::system::error_code& ec, T... v) {
-    std::move(handler_)(op_result<T...>{ec, std::move(v)...});
+// Turns an operation's error_code into the exception `co_await` raises (throw_error's).
+struct typed_error {
+  template <class... T>
+  std::exception_ptr operator()(const boost::system::error_code& ec, const T&...) const {
+    return tornado::make_exception_ptr(ec);
   }
 };
 
-// An operation object completing with op_result<T...>: `auto r = co_await direct_op<T...>(...)`
-// inside the library's coroutines (never handed to users).
-template <class Initiation, class Args, class... T>
-class direct_op {
+// An operation's signature seen from the default token: its value type, and how it fails.
+enum class failure { none, error_code, exception };
+template <class Sig> struct awaited_signature;
+template <class... Ts>
+struct awaited_signature<void(boost::system::error_code, Ts...)> {
+  using value_type = typename value_of<std::decay_t<Ts>...>::type;
+  static constexpr failure fails = failure::error_code;
+};
+template <class... Ts>
+struct awaited_signature<void(std::exception_ptr, Ts...)> {
+  using value_type = typename value_of<std::decay_t<Ts>...>::type;
+  static constexpr failure fails = failure::exception;
+};
+template <class... Ts>
+struct awaited_signature<void(Ts...)> {
+  using value_type = typename value_of<std::decay_t<Ts>...>::type;
+  static constexpr failure fails = failure::none;
+};
+
+template <class V, class... T>
+void set_value(outcome<V>& o, T&&... v) {
+  if constexpr (sizeof...(T) == 1) o.value.emplace(std::forward<T>(v)...);
+  else if constexpr (sizeof...(T) > 1) o.value.emplace(std::forward<T>(v)...);
+}
+
+// Receives the operation's own completion and hands the coroutine its outcome.
+template <class Handler, class Sig, class ErrorMap>
+class outcome_handler {
 public:
-  direct_op(Initiation init, Args args) : init_(std::move(init)), args_(std::move(args)) {}
+  using value_type = typename awaited_signature<Sig>::value_type;
+
+  outcome_handler(Handler h, ErrorMap map) : handler_(std::move(h)), map_(std::move(map)) {}
+
+  template <class First, class... T>
+    requires(awaited_signature<Sig>::fails == failure::error_code)
+  void operator()(const First& ec, T&&... v) {
+    outcome<value_type> o;
+    if (ec) o.error = map_(ec, v...);
+    else set_value(o, std::forward<T>(v)...);
+    std::move(handler_)(std::move(o));
+  }
+  template <class First, class... T>
+    requires(awaited_signature<Sig>::fails == failure::exception)
+  void operator()(First ex, T&&... v) {
+    outcome<value_type> o;
+    if (ex) o.error = std::move(ex);
+    else set_value(o, std::forward<T>(v)...);
+    std::move(handler_)(std::move(o));
+  }
+  template <class... T>
+    requires(awaited_signature<Sig>::fails == failure::none)
+  void operator()(T&&... v) {
+    outcome<value_type> o;
+    set_value(o, std::forward<T>(v)...);
+    std::move(handler_)(std::move(o));
+  }
+
+  Handler handler_;
+
+private:
+  ErrorMap map_;
+};
+
+template <class Sig, class Initiation, class ErrorMap>
+struct outcome_initiation {
+  Initiation init_;
+  ErrorMap map_;
+  template <class Handler, class... Args>
+  void operator()(Handler&& h, Args&&... args) && {
+    std::move(init_)(outcome_handler<std::decay_t<Handler>, Sig, ErrorMap>(std::forward<Handler>(h), std::move(map_)),
+                     std::forward<Args>(args)...);
+  }
+};
+
+// What an operation returns for the default token: an Asio asynchronous operation (as
+// `deferred` gives) whose single-argument completion carries the outcome. `co_await` in an
+// `asio::awaitable` runs it with no coroutine frame of its own and resumes with the value or
+// raises the exception. Converts to `asio::awaitable<T>` where one is needed (a container of
+// awaitables), and asio::co_spawn takes it as it is; either costs one frame.
+template <class Sig, class Initiation, class ErrorMap, class... Args>
+class [[nodiscard]] awaited_op {
+public:
+  using value_type = typename awaited_signature<Sig>::value_type;
+  using signature = void(outcome<value_type>);
+
+  awaited_op(Initiation init, ErrorMap map, std::tuple<Args...> args)
+      : init_(std::move(init)), map_(std::move(map)), args_(std::move(args)) {}
 
   template <class Token>
-    requires boost::asio::completion_token_for<Token, void(op_result<T...>)>
+    requires boost::asio::completion_token_for<Token, signature>
   auto operator()(Token&& token) && {
     return std::apply(
         [&](auto&&... args) {
-          return boost::asio::async_initiate<Token, void(op_result<T...>)>(
-              [init = std::move(init_)](auto handler, auto&&... a) mutable {
-                std::move(init)(result_handler<decltype(handler), T...>{std::move(handler)},
-                                std::forward<decltype(a)>(a)...);
-              },
-              token, std::move(args)...);
+          return boost::asio::async_initiate<Token, signature>(
+              outcome_initiation<Sig, Initiation, ErrorMap>{std::move(init_), std::move(map_)}, token,
+              std::move(args)...);
         },
         std::move(args_));
   }
 
+  boost::asio::awaitable<value_type> as_awaitable() && { return run(std::move(*this)); }
+  operator boost::asio::awaitable<value_type>() && { return run(std::move(*this)); }
+  // As a function returning its awaitable, so that asio::co_spawn(ex, op, token) starts it.
+  boost::asio::awaitable<value_type> operator()() { return run(std::move(*this)); }
+
 private:
+  static boost::asio::awaitable<value_type> run(awaited_op op) {
+    if constexpr (std::is_void_v<value_type>) co_await std::move(op);
+    else co_return co_await std::move(op);
+  }
+
   Initiation init_;
-  Args args_;
+  ErrorMap map_;
+  std::tuple<Args...> args_;
 };
 
-template <class... T, class Initiation, class... Args>
-auto make_direct_op(Initiation init, Args&&... args) {
-  return direct_op<Initiation, std::tuple<std::decay_t<Args>...>, T...>(
-      std::move(init), std::tuple<std::decay_t<Args>...>(std::forward<Args>(args)...));
+template <class T> struct is_awaited_op : std::false_type {};
+template <class Sig, class I, class M, class... A> struct is_awaited_op<awaited_op<Sig, I, M, A...>> : std::true_type {};
+
+// The default token's operation with a mapping of error codes of its own (a stream's errors
+// carry the stream's real error).
+template <class Sig, class ErrorMap, class Initiation, class... Args>
+auto make_awaited_op(Initiation&& init, ErrorMap map, Args&&... args) {
+  return awaited_op<Sig, std::decay_t<Initiation>, ErrorMap, std::decay_t<Args>...>(
+      std::forward<Initiation>(init), std::move(map), std::tuple<std::decay_t<Args>...>(std::forward<Args>(args)...));
 }
 
+// The default token's handler when `co_await` started the operation in this very call: the
+// coroutine is suspended on this thread and may be resumed at once.
+template <class Handler>
+struct awaited_now : std::false_type {};
+template <class Signature, class Executor, class Sig, class ErrorMap>
+struct awaited_now<outcome_handler<boost::asio::detail::awaitable_async_op_handler<Signature, Executor>, Sig, ErrorMap>>
+    : std::true_type {};
+
+// Set while such a handler is called from inside the call that started its operation: it
+// hands the coroutine back to the loop iteration that is running it instead of running it
+// from within the call.
+inline thread_local bool resume_in_place = false;
+
 } // namespace detail
+
+// What an operation returns for the default token: `co_await` it inside an asio::awaitable
+// coroutine, or turn it into an `asio::awaitable<T>` with `std::move(op).as_awaitable()` (or
+// by conversion) to keep it or hand it to code that takes awaitables.
+template <class Op>
+concept awaited_operation = detail::is_awaited_op<std::decay_t<Op>>::value;
+
 } // namespace boost::tornado
 
 namespace boost::asio {
 
-template <template <class, class> class Associator, class Handler, class... T, class DefaultCandidate>
-struct associator<Associator, boost::tornado::detail::result_handler<Handler, T...>, DefaultCandidate>
+template <template <class, class> class Associator, class Handler, class Sig, class ErrorMap, class DefaultCandidate>
+struct associator<Associator, boost::tornado::detail::outcome_handler<Handler, Sig, ErrorMap>, DefaultCandidate>
     : Associator<Handler, DefaultCandidate> {
   static typename Associator<Handler, DefaultCandidate>::type
-  get(const boost::tornado::detail::result_handler<Handler, T...>& h) noexcept {
+  get(const boost::tornado::detail::outcome_handler<Handler, Sig, ErrorMap>& h) noexcept {
     return Associator<Handler, DefaultCandidate>::get(h.handler_);
   }
-  static auto get(const boost::tornado::detail::result_handler<Handler, T...>& h,
+  static auto get(const boost::tornado::detail::outcome_handler<Handler, Sig, ErrorMap>& h,
                   const DefaultCandidate& c) noexcept
       -> decltype(Associator<Handler, DefaultCandidate>::get(h.handler_, c)) {
     return Associator<Handler, DefaultCandidate>::get(h.handler_, c);
   }
 };
-
 
 template <class Sig>
 class async_result<boost::tornado::use_awaitable_t, Sig> {
 public:
   template <class Initiation, class... Args>
   static auto initiate(Initiation&& init, boost::tornado::use_awaitable_t, Args&&... args) {
-    return async_initiate<const use_awaitable_t<>&,
-                          typename boost::tornado::detail::typed_signature<Sig>::type>(
-        boost::tornado::detail::typed_initiation<Sig, std::decay_t<Initiation>>{
-            std::forward<Initiation>(init)},
-        boost::asio::use_awaitable, std::forward<Args>(args)...);
+    return boost::tornado::detail::make_awaited_op<Sig>(std::forward<Initiation>(init),
+                                                        boost::tornado::detail::typed_error{},
+                                                        std::forward<Args>(args)...);
   }
 };
 
-template <template <class, class> class Associator, class Handler, class DefaultCandidate>
-struct associator<Associator, boost::tornado::detail::rethrow_handler<Handler>, DefaultCandidate>
-    : Associator<Handler, DefaultCandidate> {
-  static typename Associator<Handler, DefaultCandidate>::type
-  get(const boost::tornado::detail::rethrow_handler<Handler>& h) noexcept {
-    return Associator<Handler, DefaultCandidate>::get(h.handler_);
+namespace detail {
+
+// Resumes a coroutine awaiting a default-token operation with its outcome: the value, or the
+// exception raised. (Asio's own handler for a two-argument void(exception_ptr, T) signature
+// does not compile in Boost 1.80-1.81, and would need a second argument besides.) Written
+// as Asio's own awaitable_async_op_handler specialisations are.
+template <class R, class V, class Executor>
+class awaitable_async_op_handler<R(boost::tornado::detail::outcome<V>), Executor> : public awaitable_thread<Executor> {
+public:
+  // Kept in the awaiting coroutine's frame, where the handler writes the outcome.
+  using result_type = boost::tornado::detail::outcome<V>;
+
+  awaitable_async_op_handler(awaitable_thread<Executor>* h, result_type& result)
+      : awaitable_thread<Executor>(std::move(*h)), result_(result), origin_(h) {}
+
+  void operator()(boost::tornado::detail::outcome<V> o) {
+    result_ = std::move(o);
+    if (std::exchange(boost::tornado::detail::resume_in_place, false)) {
+      // Called from inside the call that started the operation, which runs within the
+      // coroutine thread `origin_` is pumping: the thread goes back there, and the coroutine
+      // resumes once the starting call has returned, without nesting a second pump.
+      auto stack = &awaitable_async_op_handler::bottom_of_stack_;
+      origin_->*stack = std::move(this->*stack);
+      origin_->entry_point()->top_of_stack_->attach_thread(origin_);
+      origin_->entry_point()->top_of_stack_->clear_cancellation_slot();
+      return;
+    }
+    this->entry_point()->top_of_stack_->attach_thread(this);
+    this->entry_point()->top_of_stack_->clear_cancellation_slot();
+    this->pump();
   }
-  static auto get(const boost::tornado::detail::rethrow_handler<Handler>& h,
-                  const DefaultCandidate& c) noexcept
-      -> decltype(Associator<Handler, DefaultCandidate>::get(h.handler_, c)) {
-    return Associator<Handler, DefaultCandidate>::get(h.handler_, c);
+
+  static V resume(result_type& result) {
+    if (result.error) std::rethrow_exception(std::exchange(result.error, nullptr));
+    if constexpr (!std::is_void_v<V>) return std::move(*result.value);
   }
+
+private:
+  result_type& result_;
+  awaitable_thread<Executor>* origin_;
 };
 
+} // namespace detail
 } // namespace boost::asio
 
 #endif

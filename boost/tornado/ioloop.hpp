@@ -32,8 +32,18 @@ namespace detail {
 struct fd_entry;
 struct fd_watcher;
 struct signal_slots;
+// An asio::awaitable, or what an operation returns for the default token.
 template <class T> struct is_awaitable : std::false_type {};
 template <class T, class E> struct is_awaitable<boost::asio::awaitable<T, E>> : std::true_type {};
+template <class Sig, class I, class M, class... A> struct is_awaitable<awaited_op<Sig, I, M, A...>> : std::true_type {};
+// Either of them as an asio::awaitable (for co_spawn).
+template <class A>
+auto as_awaitable(A&& a) {
+  if constexpr (is_awaitable<std::decay_t<A>>::value && !requires { std::move(a).as_awaitable(); })
+    return std::decay_t<A>(std::forward<A>(a));
+  else
+    return std::move(a).as_awaitable();
+}
 } // namespace detail
 
 // Returned by add_timeout/call_later/call_at; pass it to remove_timeout. Copyable, and safe

@@ -105,12 +105,9 @@ protected:
   explicit BaseIOStream(detail::stream_state<Stream>* state) noexcept : state_(state) {}
   detail::stream_state<Stream>* state_;
 
-  template <class T, class Init, class... Args>
-  static boost::asio::awaitable<T> await_result(detail::stream_ref<Stream> ref, Init init, Args... args);
-  template <class Init, class... Args>
-  static boost::asio::awaitable<void> await_done(detail::stream_ref<Stream> ref, Init init, Args... args);
-  template <class Data>
-  static boost::asio::awaitable<void> await_write(detail::stream_ref<Stream> ref, Data data);
+  // The default token's operation for this stream: StreamClosedError carries its real error.
+  template <class Sig, class Init, class... Args>
+  auto awaited(Init init, Args&&... args) const;
 };
 
 // A stream over a connected (or connecting) socket: TCP (IOStream) or local (LocalIOStream).

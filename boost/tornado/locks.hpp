@@ -107,7 +107,6 @@ public:
 
 private:
   struct initiate_wait;
-  boost::asio::awaitable<void> wait_awaitable(Deadline timeout);
   mutable Mutex mutex_;
   detail::intrusive_list waiters_;
   bool value_ = false;
@@ -143,8 +142,6 @@ protected:
 private:
   template <class> friend class basic_lock;
   struct initiate_acquire;
-  boost::asio::awaitable<guard> acquire_awaitable(Deadline timeout);
-  bool try_acquire();
   mutable Mutex mutex_;
   detail::intrusive_list waiters_;
   long value_;
@@ -178,7 +175,7 @@ public:
   bool locked() const { return block_.value() == 0; }
 
 private:
-  boost::asio::awaitable<guard> acquire_awaitable(Deadline timeout);
+  struct initiate_acquire;
   basic_bounded_semaphore<Mutex> block_{1};
 };
 

@@ -72,8 +72,6 @@ public:
 private:
   struct initiate_put;
   struct initiate_get;
-  boost::asio::awaitable<void> put_awaitable(T item, Deadline timeout);
-  boost::asio::awaitable<T> get_awaitable(Deadline timeout);
   // Both with the lock held.
   bool try_put_locked(T& item);
   bool try_get_locked(T& out);

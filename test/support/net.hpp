@@ -117,6 +117,11 @@ asio::awaitable<T> within(asio::awaitable<T> op, std::chrono::steady_clock::dura
   if constexpr (!std::is_void_v<T>) co_return std::move(*o.value);
 }
 
+template <tornado::awaited_operation Op>
+auto within(Op op, std::chrono::steady_clock::duration limit = 5s) {
+  return within(std::move(op).as_awaitable(), limit);
+}
+
 // Waits until `pred` holds, polling the loop; fails after `limit`.
 template <class Pred>
 asio::awaitable<void> eventually(Pred pred, std::chrono::steady_clock::duration limit = 5s) {
@@ -136,6 +141,11 @@ asio::awaitable<E> expect_throw(asio::awaitable<T> op) {
     co_return e;
   }
   throw std::runtime_error("expected an exception, the operation succeeded");
+}
+
+template <class E, tornado::awaited_operation Op>
+auto expect_throw(Op op) {
+  return expect_throw<E>(std::move(op).as_awaitable());
 }
 
 template <class E>

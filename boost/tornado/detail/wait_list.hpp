@@ -19,11 +19,28 @@
 
 namespace boost::tornado::detail {
 
-// The library's own wrappers around a coroutine's handler resume that coroutine too.
-template <class Handler, class... T>
-struct resumes_coroutine<result_handler<Handler, T...>> : resumes_coroutine<Handler> {};
-template <class Handler>
-struct resumes_coroutine<rethrow_handler<Handler>> : resumes_coroutine<Handler> {};
+// The default token's wrapper around a coroutine's handler resumes that coroutine too.
+template <class Handler, class Sig, class ErrorMap>
+struct resumes_coroutine<outcome_handler<Handler, Sig, ErrorMap>> : resumes_coroutine<Handler> {};
+
+// Completes an operation from inside the call that starts it. A coroutine that started it
+// with `co_await` and the default token is suspended in that very call, on this thread: it is
+// handed its outcome and continues as soon as the call returns, with no trip through the
+// scheduler (as awaiting a finished Future in Tornado). Every other handler is posted (Asio's
+// rule: never called from the initiating function).
+template <class Handler, class Executor, class... Args>
+void complete_initiation(Handler&& handler, const Executor& ex, Args&&... args) {
+  if constexpr (awaited_now<std::decay_t<Handler>>::value) {
+    std::decay_t<Handler> h(std::forward<Handler>(handler));
+    struct flag {
+      flag() noexcept { resume_in_place = true; }
+      ~flag() { resume_in_place = false; }
+    } in_place;
+    std::move(h)(std::forward<Args>(args)...);
+  } else {
+    post_completion(std::forward<Handler>(handler), ex, std::forward<Args>(args)...);
+  }
+}
 
 // The single-thread primitives' lock: costs nothing.
 struct null_mutex {

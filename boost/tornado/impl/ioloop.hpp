@@ -27,6 +27,8 @@ auto bind_args(F&& f, Args&&... args) {
 
 template <class R> struct run_sync_value { using type = R; };
 template <class T, class E> struct run_sync_value<boost::asio::awaitable<T, E>> { using type = T; };
+template <class Sig, class I, class M, class... A>
+struct run_sync_value<awaited_op<Sig, I, M, A...>> { using type = typename awaited_op<Sig, I, M, A...>::value_type; };
 template <class T> struct run_sync_value<Future<T>> { using type = T; };
 
 template <class T>
@@ -45,7 +47,7 @@ BOOST_TORNADO_DECL bool is_cancellation(const std::exception_ptr& e) noexcept;
 
 template <class A>
 void IOLoop::spawn_awaitable(A&& aw) {
-  boost::asio::co_spawn(get_executor(), std::forward<A>(aw), [](std::exception_ptr e, auto&&...) {
+  boost::asio::co_spawn(get_executor(), detail::as_awaitable(std::forward<A>(aw)), [](std::exception_ptr e, auto&&...) {
     if (e) log_exception(app_log, "Exception in callback", e);
   });
 }
@@ -233,7 +235,7 @@ PeriodicCallback::PeriodicCallback(F callback, double callback_time_ms, double j
     state_->run = [f = std::move(callback)](const std::shared_ptr<state>& st) mutable {
       std::weak_ptr<state> weak = st;
       try {
-        boost::asio::co_spawn(st->loop->get_executor(), f(), [weak](std::exception_ptr e, auto&&...) {
+        boost::asio::co_spawn(st->loop->get_executor(), detail::as_awaitable(f()), [weak](std::exception_ptr e, auto&&...) {
           if (e) log_exception(app_log, "Exception in callback", e);
           if (auto s = weak.lock()) s->schedule_next();
         });

@@ -18,11 +18,22 @@ namespace detail {
 // Reads that go straight into their result instead of through the buffer.
 inline constexpr std::size_t direct_read_threshold = 64 * 1024;
 
-[[noreturn]] inline void throw_stream_error(const boost::system::error_code& ec,
-                                            const boost::system::error_code& real_error) {
-  if (ec == error::stream_closed) throw StreamClosedError(real_error);
-  throw_error(ec);
+// What `co_await` raises for a stream operation's error: StreamClosedError with the stream's
+// real error, or the error's own typed exception.
+inline std::exception_ptr stream_exception(const boost::system::error_code& ec,
+                                           const boost::system::error_code& real_error) {
+  if (ec == error::stream_closed) return std::make_exception_ptr(StreamClosedError(real_error));
+  return tornado::make_exception_ptr(ec);
 }
+
+template <class Stream>
+struct stream_error {
+  stream_ref<Stream> stream;
+  template <class... T>
+  std::exception_ptr operator()(const boost::system::error_code& ec, const T&...) const {
+    return stream_exception(ec, stream->error_);
+  }
+};
 
 inline std::string printable(std::string_view s) {
   std::string out;
@@ -634,43 +645,16 @@ BaseIOStream<Stream>::~BaseIOStream() {
 }
 
 template <class Stream>
-template <class T, class Init, class... Args>
-boost::asio::awaitable<T> BaseIOStream<Stream>::await_result(detail::stream_ref<Stream> ref, Init init, Args... args) {
-  auto r = co_await detail::make_direct_op<T>(std::move(init), std::move(args)...);
-  if (r.ec) detail::throw_stream_error(r.ec, ref->error_);
-  co_return std::move(r.value);
-}
-
-template <class Stream>
-template <class Data>
-boost::asio::awaitable<void> BaseIOStream<Stream>::await_write(detail::stream_ref<Stream> ref, Data data) {
-  auto* s = ref.get();
-  boost::system::error_code ec;
-  std::size_t n = data.size();
-  bool queued;
-  if constexpr (std::is_same_v<Data, boost::asio::const_buffer>)
-    queued = s->queue_write(n, [&](detail::write_queue& q) { q.append_copy(data.data(), n); }, ec);
-  else
-    queued = s->queue_write(n, [&](detail::write_queue& q) { q.append_owned(std::move(data)); }, ec);
-  if (!queued) detail::throw_stream_error(ec, s->error_);
-  s->write_now();
-  // Even a write that left at once resumes through the loop: the completions of the writes
-  // before it, already posted, run first.
-  auto r = co_await detail::make_direct_op<>(detail::initiate_wait_written<Stream>{s}, s->total_queued_);
-  if (r.ec) detail::throw_stream_error(r.ec, ref->error_);
-}
-
-template <class Stream>
-template <class Init, class... Args>
-boost::asio::awaitable<void> BaseIOStream<Stream>::await_done(detail::stream_ref<Stream> ref, Init init, Args... args) {
-  auto r = co_await detail::make_direct_op<>(std::move(init), std::move(args)...);
-  if (r.ec) detail::throw_stream_error(r.ec, ref->error_);
+template <class Sig, class Init, class... Args>
+auto BaseIOStream<Stream>::awaited(Init init, Args&&... args) const {
+  return detail::make_awaited_op<Sig>(std::move(init), detail::stream_error<Stream>{detail::stream_ref<Stream>(state_)},
+                                      std::forward<Args>(args)...);
 }
 
 #define BOOST_TORNADO_STREAM_OP(T, Waiter, configure)                                                   \
   using init_t = detail::initiate_read<Stream, typename detail::stream_state<Stream>::Waiter>;          \
   if constexpr (detail::is_default_token<Token>)                                                        \
-    return await_result<T>(detail::stream_ref<Stream>(state_), init_t{state_}, configure);              \
+    return awaited<void(boost::system::error_code, T)>(init_t{state_}, configure);                      \
   else                                                                                                  \
     return boost::asio::async_initiate<Token, void(boost::system::error_code, T)>(init_t{state_}, token, \
                                                                                    configure)
@@ -768,7 +752,7 @@ auto BaseIOStream<Stream>::read_until_close(Chunk chunk, Token&& token) {
 #define BOOST_TORNADO_WRITE_OP(data)                                                                     \
   using init_t = detail::initiate_write<Stream>;                                                         \
   if constexpr (detail::is_default_token<Token>)                                                         \
-    return await_write(detail::stream_ref<Stream>(state_), data);                                        \
+    return awaited<void(boost::system::error_code)>(init_t{state_}, data);                              \
   else                                                                                                   \
     return boost::asio::async_initiate<Token, void(boost::system::error_code)>(init_t{state_}, token, data)
 
@@ -847,7 +831,7 @@ template <class Token>
 auto basic_iostream<Protocol>::connect(const endpoint_type& endpoint, Token&& token) {
   using init_t = detail::initiate_connect<socket_type, endpoint_type>;
   if constexpr (detail::is_default_token<Token>)
-    return this->await_done(detail::stream_ref<socket_type>(this->state_), init_t{{this->state_}}, endpoint);
+    return this->template awaited<void(boost::system::error_code)>(init_t{{this->state_}}, endpoint);
   else
     return boost::asio::async_initiate<Token, void(boost::system::error_code)>(init_t{{this->state_}}, token, endpoint);
 }
@@ -858,7 +842,7 @@ auto basic_iostream<Protocol>::connect(std::string host, unsigned short port, To
   static_assert(std::is_same_v<Protocol, boost::asio::ip::tcp>, "connect(host, port) is for TCP");
   using init_t = detail::initiate_resolve_connect<socket_type>;
   if constexpr (detail::is_default_token<Token>)
-    return this->await_done(detail::stream_ref<socket_type>(this->state_), init_t{{this->state_}}, std::move(host), port);
+    return this->template awaited<void(boost::system::error_code)>(init_t{{this->state_}}, std::move(host), port);
   else
     return boost::asio::async_initiate<Token, void(boost::system::error_code)>(init_t{{this->state_}}, token,
                                                                                std::move(host), port);
@@ -898,13 +882,11 @@ struct initiate_start_tls {
 
 namespace detail {
 // The new stream carries the handshake's error.
-template <class Init>
-boost::asio::awaitable<SSLIOStream> await_start_tls(Init init, bool server_side, boost::asio::ssl::context* context,
-                                                    std::string server_hostname, bool verify) {
-  auto r = co_await make_direct_op<SSLIOStream>(std::move(init), server_side, context, std::move(server_hostname), verify);
-  if (r.ec) throw_stream_error(r.ec, r.value.error());
-  co_return std::move(r.value);
-}
+struct start_tls_error {
+  std::exception_ptr operator()(const boost::system::error_code& ec, const SSLIOStream& stream) const {
+    return stream_exception(ec, stream.error());
+  }
+};
 } // namespace detail
 
 template <class Protocol>
@@ -914,7 +896,8 @@ auto basic_iostream<Protocol>::start_tls(bool server_side, boost::asio::ssl::con
   static_assert(std::is_same_v<Protocol, boost::asio::ip::tcp>, "start_tls is for TCP");
   using init_t = detail::initiate_start_tls<Protocol>;
   if constexpr (detail::is_default_token<Token>)
-    return detail::await_start_tls(init_t{this->state_}, server_side, &context, std::string(server_hostname), verify);
+    return detail::make_awaited_op<void(boost::system::error_code, SSLIOStream)>(
+        init_t{this->state_}, detail::start_tls_error{}, server_side, &context, std::string(server_hostname), verify);
   else
     return boost::asio::async_initiate<Token, void(boost::system::error_code, SSLIOStream)>(
         init_t{this->state_}, token, server_side, &context, std::string(server_hostname), verify);
@@ -971,7 +954,7 @@ auto SSLIOStream::connect(const boost::asio::ip::tcp::endpoint& endpoint, std::s
                           Token&& token) {
   using init_t = detail::initiate_ssl_connect<boost::asio::ip::tcp::endpoint>;
   if constexpr (detail::is_default_token<Token>)
-    return await_done(detail::stream_ref<ssl_stream_type>(state_), init_t{{state_}}, endpoint, std::string(server_hostname), verify);
+    return awaited<void(boost::system::error_code)>(init_t{{state_}}, endpoint, std::string(server_hostname), verify);
   else
     return boost::asio::async_initiate<Token, void(boost::system::error_code)>(init_t{{state_}}, token, endpoint,
                                                                                std::string(server_hostname), verify);
@@ -981,7 +964,7 @@ template <class Token>
 auto SSLIOStream::wait_for_handshake(Token&& token) {
   using init_t = detail::initiate_wait_for_handshake;
   if constexpr (detail::is_default_token<Token>)
-    return await_done(detail::stream_ref<ssl_stream_type>(state_), init_t{{state_}});
+    return awaited<void(boost::system::error_code)>(init_t{{state_}});
   else
     return boost::asio::async_initiate<Token, void(boost::system::error_code)>(init_t{{state_}}, token);
 }

@@ -2,7 +2,6 @@
 #define BOOST_TORNADO_IMPL_LOCKS_HPP
 
 #include <boost/asio/async_result.hpp>
-#include <boost/asio/deferred.hpp>
 #include <boost/asio/error.hpp>
 #include <stdexcept>
 #include <type_traits>
@@ -82,8 +81,8 @@ struct basic_event<Mutex>::initiate_wait {
     std::unique_lock lock(self->mutex_);
     if (self->value_) {
       lock.unlock();
-      detail::post_completion(std::forward<Handler>(handler), boost::asio::system_executor(),
-                              boost::system::error_code());
+      detail::complete_initiation(std::forward<Handler>(handler), boost::asio::system_executor(),
+                                  boost::system::error_code());
       return;
     }
     detail::enqueue_waiter<waiter_base>(std::forward<Handler>(handler), self, self->waiters_, timeout);
@@ -119,20 +118,7 @@ void basic_event<Mutex>::clear() {
 template <class Mutex>
 template <class Token>
 auto basic_event<Mutex>::wait(Deadline timeout, Token&& token) {
-  if constexpr (detail::is_default_token<Token>) {
-    return wait_awaitable(timeout);
-  } else {
-    return boost::asio::async_initiate<Token, void(boost::system::error_code)>(initiate_wait{this},
-                                                                               token, timeout);
-  }
-}
-
-// A set event resumes the coroutine without a trip through the scheduler.
-template <class Mutex>
-boost::asio::awaitable<void> basic_event<Mutex>::wait_awaitable(Deadline timeout) {
-  if (is_set()) co_return;
-  auto r = co_await detail::make_direct_op<>(initiate_wait{this}, timeout);
-  if (r.ec) throw_error(r.ec);
+  return boost::asio::async_initiate<Token, void(boost::system::error_code)>(initiate_wait{this}, token, timeout);
 }
 
 template <class Mutex>
@@ -158,8 +144,8 @@ struct basic_semaphore<Mutex>::initiate_acquire {
     if (self->value_ > 0) {
       --self->value_;
       lock.unlock();
-      detail::post_completion(std::forward<Handler>(handler), boost::asio::system_executor(),
-                              boost::system::error_code(), guard(*self));
+      detail::complete_initiation(std::forward<Handler>(handler), boost::asio::system_executor(),
+                                  boost::system::error_code(), guard(*self));
       return;
     }
     detail::enqueue_waiter<waiter_base>(std::forward<Handler>(handler), self, self->waiters_, timeout);
@@ -182,32 +168,10 @@ basic_semaphore<Mutex>::~basic_semaphore() {
 }
 
 template <class Mutex>
-bool basic_semaphore<Mutex>::try_acquire() {
-  std::lock_guard lock(mutex_);
-  if (value_ <= 0) return false;
-  --value_;
-  return true;
-}
-
-template <class Mutex>
 template <class Token>
 auto basic_semaphore<Mutex>::acquire(Deadline timeout, Token&& token) {
-  if constexpr (detail::is_default_token<Token>) {
-    return acquire_awaitable(timeout);
-  } else {
-    return boost::asio::async_initiate<Token, void(boost::system::error_code, guard)>(
-        initiate_acquire{this}, token, timeout);
-  }
-}
-
-// An available permit resumes the coroutine without a trip through the scheduler.
-template <class Mutex>
-boost::asio::awaitable<typename basic_semaphore<Mutex>::guard>
-basic_semaphore<Mutex>::acquire_awaitable(Deadline timeout) {
-  if (try_acquire()) co_return guard(*this);
-  auto r = co_await detail::make_direct_op<guard>(initiate_acquire{this}, timeout);
-  if (r.ec) throw_error(r.ec);
-  co_return std::move(r.value);
+  return boost::asio::async_initiate<Token, void(boost::system::error_code, guard)>(initiate_acquire{this}, token,
+                                                                                   timeout);
 }
 
 template <class Mutex>
@@ -251,30 +215,40 @@ void basic_semaphore<Mutex>::on_waiter_cancel(waiter_base* w) {
 
 // ---- Lock ----
 
+namespace detail {
+// A Lock waits on its semaphore; its waiter completes with the Lock's guard instead.
+template <class Handler, class Lock>
+struct lock_handler {
+  Handler handler_;
+  Lock* lock_;
+  template <class SemaphoreGuard>
+  void operator()(boost::system::error_code ec, SemaphoreGuard permit) {
+    permit.detach();
+    std::move(handler_)(ec, ec ? typename Lock::guard() : typename Lock::guard(*lock_));
+  }
+};
+template <class Handler, class Lock>
+struct resumes_coroutine<lock_handler<Handler, Lock>> : resumes_coroutine<Handler> {};
+template <class Handler, class Lock>
+struct awaited_now<lock_handler<Handler, Lock>> : awaited_now<Handler> {};
+} // namespace detail
+
+template <class Mutex>
+struct basic_lock<Mutex>::initiate_acquire {
+  basic_lock* self;
+  template <class Handler>
+  void operator()(Handler&& handler, Deadline timeout) const {
+    using sem = basic_semaphore<Mutex>;
+    typename sem::initiate_acquire{&self->block_}(
+        detail::lock_handler<std::decay_t<Handler>, basic_lock>{std::forward<Handler>(handler), self}, timeout);
+  }
+};
+
 template <class Mutex>
 template <class Token>
 auto basic_lock<Mutex>::acquire(Deadline timeout, Token&& token) {
-  if constexpr (detail::is_default_token<Token>) {
-    return acquire_awaitable(timeout);
-  } else {
-    // The semaphore's guard is turned into the lock's.
-    return block_.acquire(timeout, boost::asio::deferred)(
-        boost::asio::deferred([this](boost::system::error_code ec, typename basic_bounded_semaphore<Mutex>::guard g) {
-          g.detach();
-          return boost::asio::deferred.values(ec, ec ? guard() : guard(*this));
-        }))(std::forward<Token>(token));
-  }
-}
-
-template <class Mutex>
-boost::asio::awaitable<typename basic_lock<Mutex>::guard> basic_lock<Mutex>::acquire_awaitable(Deadline timeout) {
-  using sem = basic_semaphore<Mutex>;
-  if (!block_.try_acquire()) {
-    auto r = co_await detail::make_direct_op<typename sem::guard>(typename sem::initiate_acquire{&block_}, timeout);
-    if (r.ec) throw_error(r.ec);
-    r.value.detach();
-  }
-  co_return guard(*this);
+  return boost::asio::async_initiate<Token, void(boost::system::error_code, guard)>(initiate_acquire{this}, token,
+                                                                                   timeout);
 }
 
 template <class Mutex>
@@ -287,5 +261,18 @@ void basic_lock<Mutex>::release() {
 }
 
 } // namespace boost::tornado
+
+template <template <class, class> class Associator, class Handler, class Lock, class DefaultCandidate>
+struct boost::asio::associator<Associator, boost::tornado::detail::lock_handler<Handler, Lock>, DefaultCandidate>
+    : Associator<Handler, DefaultCandidate> {
+  static typename Associator<Handler, DefaultCandidate>::type
+  get(const boost::tornado::detail::lock_handler<Handler, Lock>& h) noexcept {
+    return Associator<Handler, DefaultCandidate>::get(h.handler_);
+  }
+  static auto get(const boost::tornado::detail::lock_handler<Handler, Lock>& h, const DefaultCandidate& c) noexcept
+      -> decltype(Associator<Handler, DefaultCandidate>::get(h.handler_, c)) {
+    return Associator<Handler, DefaultCandidate>::get(h.handler_, c);
+  }
+};
 
 #endif

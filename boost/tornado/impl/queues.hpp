@@ -102,8 +102,8 @@ struct basic_queue<T, Store, Mutex>::initiate_put {
     std::unique_lock lock(self->mutex_);
     if (self->try_put_locked(item)) {
       lock.unlock();
-      detail::post_completion(std::forward<Handler>(handler), boost::asio::system_executor(),
-                              boost::system::error_code());
+      detail::complete_initiation(std::forward<Handler>(handler), boost::asio::system_executor(),
+                                  boost::system::error_code());
       return;
     }
     detail::enqueue_waiter<putter_base>(std::forward<Handler>(handler), self, self->putters_, timeout,
@@ -120,8 +120,8 @@ struct basic_queue<T, Store, Mutex>::initiate_get {
     T out{};
     if (self->try_get_locked(out)) {
       lock.unlock();
-      detail::post_completion(std::forward<Handler>(handler), boost::asio::system_executor(),
-                              boost::system::error_code(), std::move(out));
+      detail::complete_initiation(std::forward<Handler>(handler), boost::asio::system_executor(),
+                                  boost::system::error_code(), std::move(out));
       return;
     }
     detail::enqueue_waiter<getter_base>(std::forward<Handler>(handler), self, self->getters_, timeout);
@@ -131,50 +131,14 @@ struct basic_queue<T, Store, Mutex>::initiate_get {
 template <class T, class Store, class Mutex>
 template <class Token>
 auto basic_queue<T, Store, Mutex>::put(T item, Deadline timeout, Token&& token) {
-  if constexpr (detail::is_default_token<Token>) {
-    return put_awaitable(std::move(item), timeout);
-  } else {
-    return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
-        initiate_put{this}, token, std::move(item), timeout);
-  }
+  return boost::asio::async_initiate<Token, void(boost::system::error_code)>(initiate_put{this}, token,
+                                                                             std::move(item), timeout);
 }
 
 template <class T, class Store, class Mutex>
 template <class Token>
 auto basic_queue<T, Store, Mutex>::get(Deadline timeout, Token&& token) {
-  if constexpr (detail::is_default_token<Token>) {
-    return get_awaitable(timeout);
-  } else {
-    return boost::asio::async_initiate<Token, void(boost::system::error_code, T)>(initiate_get{this},
-                                                                                  token, timeout);
-  }
-}
-
-// Room (or a waiting getter) resumes the coroutine without a trip through the scheduler.
-template <class T, class Store, class Mutex>
-boost::asio::awaitable<void> basic_queue<T, Store, Mutex>::put_awaitable(T item, Deadline timeout) {
-  {
-    std::lock_guard lock(mutex_);
-    if (try_put_locked(item)) co_return;
-  }
-  auto r = co_await detail::make_direct_op<>(initiate_put{this}, std::move(item), timeout);
-  if (r.ec) throw_error(r.ec);
-}
-
-// An item ready resumes the coroutine without a trip through the scheduler.
-template <class T, class Store, class Mutex>
-boost::asio::awaitable<T> basic_queue<T, Store, Mutex>::get_awaitable(Deadline timeout) {
-  {
-    std::unique_lock lock(mutex_);
-    T out{};
-    if (try_get_locked(out)) {
-      lock.unlock();
-      co_return out;
-    }
-  }
-  auto r = co_await detail::make_direct_op<T>(initiate_get{this}, timeout);
-  if (r.ec) throw_error(r.ec);
-  co_return std::move(r.value);
+  return boost::asio::async_initiate<Token, void(boost::system::error_code, T)>(initiate_get{this}, token, timeout);
 }
 
 template <class T, class Store, class Mutex>

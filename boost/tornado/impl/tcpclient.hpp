@@ -199,22 +199,18 @@ struct initiate_tcp_connect {
   }
 };
 
-[[noreturn]] inline void throw_connect_error(const boost::system::error_code& ec) {
-  if (ec == error::timeout || ec == boost::asio::error::operation_aborted) throw_error(ec);
-  if (ec.category() == boost::asio::error::get_netdb_category() ||
-      ec.category() == boost::asio::error::get_addrinfo_category())
-    throw boost::system::system_error(ec, "resolve");
-  throw StreamClosedError(ec);
-}
-
-// The operation is built outside the coroutine and handed in whole: GCC 12 mishandles an
-// aggregate (connect_options) copied into a coroutine frame as a parameter.
-template <class Result, class Op>
-boost::asio::awaitable<Result> await_connect(Op op) {
-  auto r = co_await std::move(op);
-  if (r.ec) throw_connect_error(r.ec);
-  co_return std::move(r.value);
-}
+// What `co_await` raises when a connection fails: the timeout or cancellation as such, a
+// failed lookup as a system_error, anything else as StreamClosedError.
+struct connect_error {
+  template <class Stream>
+  std::exception_ptr operator()(const boost::system::error_code& ec, const Stream&) const {
+    if (ec == error::timeout || ec == boost::asio::error::operation_aborted) return tornado::make_exception_ptr(ec);
+    if (ec.category() == boost::asio::error::get_netdb_category() ||
+        ec.category() == boost::asio::error::get_addrinfo_category())
+      return std::make_exception_ptr(boost::system::system_error(ec, "resolve"));
+    return std::make_exception_ptr(StreamClosedError(ec));
+  }
+};
 
 } // namespace detail
 
@@ -224,8 +220,8 @@ auto TCPClient::connect(std::string_view host_name, unsigned short port, const c
   using init_t = detail::initiate_tcp_connect<IOStream>;
   boost::asio::ssl::context* none = nullptr;
   if constexpr (detail::is_default_token<Token>)
-    return detail::await_connect<IOStream>(
-        detail::make_direct_op<IOStream>(init_t{ex_}, std::move(host), port, options, none));
+    return detail::make_awaited_op<void(boost::system::error_code, IOStream)>(init_t{ex_}, detail::connect_error{},
+                                                                              std::move(host), port, options, none);
   else
     return boost::asio::async_initiate<Token, void(boost::system::error_code, IOStream)>(
         init_t{ex_}, token, std::move(host), port, options, none);
@@ -237,8 +233,8 @@ auto TCPClient::connect(std::string_view host_name, unsigned short port, boost::
   std::string host(host_name);
   using init_t = detail::initiate_tcp_connect<SSLIOStream>;
   if constexpr (detail::is_default_token<Token>)
-    return detail::await_connect<SSLIOStream>(
-        detail::make_direct_op<SSLIOStream>(init_t{ex_}, std::move(host), port, options, &ssl_context));
+    return detail::make_awaited_op<void(boost::system::error_code, SSLIOStream)>(
+        init_t{ex_}, detail::connect_error{}, std::move(host), port, options, &ssl_context);
   else
     return boost::asio::async_initiate<Token, void(boost::system::error_code, SSLIOStream)>(
         init_t{ex_}, token, std::move(host), port, options, &ssl_context);
