@@ -242,7 +242,9 @@ class task_group {
 public:
   template <class F>
   void spawn(const asio::any_io_executor& ex, F f) {
-    ++s_->pending;
+    // co_spawn may run a task to its end inside this call (it dispatches, and an operation
+    // that completes at once does not yield): the group is unfinished again.
+    if (s_->pending++ == 0 && !s_->error) s_->event.clear();
     asio::co_spawn(ex, std::move(f), [s = s_](std::exception_ptr e) {
       if (e && !s->error) {
         s->error = e;

@@ -390,7 +390,9 @@ template <class Stream>
 template <class Handler>
 void stream_state<Stream>::wait_written(Handler&& handler, std::uint64_t end) {
   auto ex = stream_.get_executor();
-  if (total_sent_ >= end) return post_completion(std::forward<Handler>(handler), ex, boost::system::error_code());
+  // Sent already: a coroutine awaiting with the default token continues at once (as awaiting
+  // Tornado's finished Future); any other handler is posted.
+  if (total_sent_ >= end) return complete_initiation(std::forward<Handler>(handler), ex, boost::system::error_code());
   if (closed_) return post_completion(std::forward<Handler>(handler), ex, closed_error());
   enqueue_waiter_on<write_waiter>(ex, std::forward<Handler>(handler), this, write_waiters_, Deadline{}, end);
   start_write_io();
