@@ -244,7 +244,7 @@ public:
   std::size_t want_ = 0;         // read_bytes: bytes still wanted
   std::size_t max_bytes_ = no_limit;
   std::size_t scan_ = 0;         // bytes of the buffer searched without a match starting there
-  static constexpr std::size_t min_read = 512;
+  static constexpr std::size_t min_read = 256;
   std::size_t next_read_ = min_read;
   std::size_t last_request_ = 0;
   std::string delim_;
@@ -254,6 +254,7 @@ public:
   std::string result_;           // read_bytes read straight into its result
   std::function<void(std::string_view)> streaming_;
   intrusive_list read_waiters_;  // at most one
+  waiter_storage read_storage_;  // where it is made, when it fits
   bool reading_io_ = false;
   bool io_direct_ = false;       // the read in flight targets into_, not the buffer
   boost::asio::cancellation_signal read_cancel_;

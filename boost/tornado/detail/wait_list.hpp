@@ -12,6 +12,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/system_executor.hpp>
 #include <atomic>
+#include <cstddef>
 #include <mutex>
 #include <optional>
 #include <tuple>
@@ -46,6 +47,15 @@ void complete_initiation(Handler&& handler, const Executor& ex, Args&&... args) 
 struct null_mutex {
   void lock() noexcept {}
   void unlock() noexcept {}
+};
+
+// Room inside an owner for the one waiter it can have at a time (a stream's read): a node
+// that fits is made there, with no allocation.
+struct waiter_storage {
+  static constexpr std::size_t size = 104;  // a coroutine's read waiter
+  static constexpr std::size_t align = alignof(void*);
+  alignas(align) unsigned char bytes[size];
+  bool busy = false;
 };
 
 template <class... Args>
@@ -85,8 +95,20 @@ class prim_waiter_node final : public Base {
 
 public:
   // Allocates the node with the handler's allocator.
+  // Allocates the node with the handler's allocator, or makes it in `storage` when it fits.
   template <class H, class... BaseArgs>
-  static prim_waiter_node* create(H&& h, Owner* owner, const DefaultExecutor& ex, BaseArgs&&... base_args) {
+  static prim_waiter_node* create(waiter_storage* storage, H&& h, Owner* owner, const DefaultExecutor& ex,
+                                  BaseArgs&&... base_args) {
+    if constexpr (sizeof(prim_waiter_node) <= waiter_storage::size &&
+                  alignof(prim_waiter_node) <= waiter_storage::align) {
+      if (storage && !storage->busy) {
+        auto* p = ::new (static_cast<void*>(storage->bytes))
+            prim_waiter_node(std::forward<H>(h), owner, ex, std::forward<BaseArgs>(base_args)...);
+        storage->busy = true;
+        p->storage_ = storage;
+        return p;
+      }
+    }
     prim_waiter_node* p = allocate_node<prim_waiter_node>(h);
     try {
       ::new (static_cast<void*>(p))
@@ -169,8 +191,7 @@ private:
   }
 
   void release() noexcept {
-    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1)
-      destroy_node(this, boost::asio::bind_allocator(alloc_, 0));
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) free_self();
   }
 
   static void do_complete(typename Base::prim_waiter* base, auto&&... args) {
@@ -204,15 +225,25 @@ private:
 
   // Lets go of the completion's reference. Without a timer there is no other: free at once.
   void finish() noexcept {
-    if (!timer_) return destroy_node(this, boost::asio::bind_allocator(alloc_, 0));
+    if (!timer_) return free_self();
     completed_.store(true, std::memory_order_release);
     timer_->cancel();
     release();
   }
 
+  void free_self() noexcept {
+    if (waiter_storage* storage = storage_) {
+      this->~prim_waiter_node();
+      storage->busy = false;
+      return;
+    }
+    destroy_node(this, boost::asio::bind_allocator(alloc_, 0));
+  }
+
   Handler handler_;
   work_t work_;
   Owner* owner_;
+  waiter_storage* storage_ = nullptr;
   std::unique_ptr<boost::asio::steady_timer> timer_;
   node_allocator_t<Handler> alloc_{boost::asio::get_associated_allocator(handler_, boost::asio::recycling_allocator<void>())};
   std::atomic<int> refs_{1};  // the list/completion, plus the timer's handler while armed
@@ -226,12 +257,19 @@ const typename Base::ops prim_waiter_node<Base, Handler, Owner, DefaultExecutor>
 // Starts a wait: makes the node, links it at the back of `list` and arms it. The owner's lock
 // is held by the caller.
 template <class Base, class Owner, class Handler, class DefaultExecutor, class... BaseArgs>
-void enqueue_waiter_on(const DefaultExecutor& ex, Handler&& handler, Owner* owner, intrusive_list& list,
-                       const Deadline& deadline, BaseArgs&&... base_args) {
+void enqueue_waiter_in(waiter_storage* storage, const DefaultExecutor& ex, Handler&& handler, Owner* owner,
+                       intrusive_list& list, const Deadline& deadline, BaseArgs&&... base_args) {
   using node = prim_waiter_node<Base, std::decay_t<Handler>, Owner, DefaultExecutor>;
-  node* n = node::create(std::forward<Handler>(handler), owner, ex, std::forward<BaseArgs>(base_args)...);
+  node* n = node::create(storage, std::forward<Handler>(handler), owner, ex, std::forward<BaseArgs>(base_args)...);
   list.push_back(n);
   n->arm(deadline, ex);
+}
+
+template <class Base, class Owner, class Handler, class DefaultExecutor, class... BaseArgs>
+void enqueue_waiter_on(const DefaultExecutor& ex, Handler&& handler, Owner* owner, intrusive_list& list,
+                       const Deadline& deadline, BaseArgs&&... base_args) {
+  enqueue_waiter_in<Base>(nullptr, ex, std::forward<Handler>(handler), owner, list, deadline,
+                          std::forward<BaseArgs>(base_args)...);
 }
 
 // The primitives are bound to no executor: handlers without one run on Asio's system executor.

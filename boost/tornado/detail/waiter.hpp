@@ -36,78 +36,92 @@ template <class Signature, class Executor>
 struct resumes_coroutine<boost::asio::detail::awaitable_async_op_handler<Signature, Executor>> : std::true_type {};
 
 // Keeps the handler's executor busy while an operation waits, and posts the completion
-// there. When the handler runs on the owner's own io_context executor (the usual case for a
-// coroutine on the loop), it goes through the concrete executor: no type-erased executor is
-// copied or queried on the way.
+// there. When the handler runs on an io_context executor (the usual case for a coroutine on
+// the loop), it goes through the concrete executor: no type-erased executor is copied or
+// queried on the way. A coroutine's handler needs nothing kept: co_spawn keeps its executor
+// busy, and the handler knows that executor, so nothing is stored for it.
 template <class Handler, class Executor>
 class completion_work {
 public:
   using executor_type = boost::asio::associated_executor_t<Handler, Executor>;
-  using work_type = std::conditional_t<
-      resumes_coroutine<Handler>::value, executor_type,
-      std::decay_t<decltype(boost::asio::prefer(std::declval<executor_type>(),
-                                                boost::asio::execution::outstanding_work.tracked))>>;
   using io_executor = boost::asio::io_context::executor_type;
+  static constexpr bool keeps_work = resumes_coroutine<Handler>::value;
+  using work_type = std::decay_t<decltype(boost::asio::prefer(std::declval<executor_type>(),
+                                                              boost::asio::execution::outstanding_work.tracked))>;
   static constexpr bool may_be_fast = std::is_same_v<executor_type, boost::asio::any_io_executor> ||
                                       std::is_same_v<executor_type, io_executor>;
-  static constexpr bool keeps_work = resumes_coroutine<Handler>::value;
-  using fast_executor = std::conditional_t<
-      keeps_work,
-      std::decay_t<decltype(boost::asio::require(std::declval<io_executor>(),
-                                                 boost::asio::execution::blocking.never))>,
-      std::decay_t<decltype(boost::asio::require(
-          std::declval<io_executor>(), boost::asio::execution::outstanding_work.tracked,
-          boost::asio::execution::blocking.never))>>;
+  using fast_executor = std::decay_t<decltype(boost::asio::require(
+      std::declval<io_executor>(), boost::asio::execution::outstanding_work.tracked,
+      boost::asio::execution::blocking.never))>;
 
   completion_work(const Handler& handler, const Executor& ex) {
-    auto hex = boost::asio::get_associated_executor(handler, ex);
-    if constexpr (std::is_same_v<executor_type, io_executor>) {
-      fast_.emplace(fast(hex));
-      return;
-    } else if constexpr (may_be_fast) {
-      if (const io_executor* target = hex.template target<io_executor>()) {
-        fast_.emplace(fast(*target));
+    if constexpr (!keeps_work) {
+      auto hex = boost::asio::get_associated_executor(handler, ex);
+      if constexpr (std::is_same_v<executor_type, io_executor>) {
+        fast_.emplace(fast(hex));
         return;
+      } else if constexpr (may_be_fast) {
+        if (const io_executor* target = hex.template target<io_executor>()) {
+          fast_.emplace(fast(*target));
+          return;
+        }
       }
-    }
-    if constexpr (keeps_work)
-      work_.emplace(std::move(hex));
-    else
       work_.emplace(boost::asio::prefer(hex, boost::asio::execution::outstanding_work.tracked));
+    }
   }
 
   // Posts handler(args...); consumes this object's work.
   template <class... Args>
   void post(Handler&& handler, Args&&... args) {
-    if constexpr (may_be_fast) {
-      if (fast_) {
-        fast_executor ex(std::move(*fast_));
-        ex.execute([h = std::move(handler), tup = std::make_tuple(std::move(args)...)]() mutable {
-          std::apply(std::move(h), std::move(tup));
-        });
-        return;
+    if constexpr (keeps_work) {
+      auto hex = boost::asio::get_associated_executor(handler);
+      if constexpr (may_be_fast) {
+        if (const io_executor* target = io_target(hex)) {
+          boost::asio::require(*target, boost::asio::execution::blocking.never)
+              .execute(bind(std::move(handler), std::move(args)...));
+          return;
+        }
       }
+      boost::asio::post(hex, boost::asio::append(std::move(handler), std::move(args)...));
+    } else {
+      if constexpr (may_be_fast) {
+        if (fast_) {
+          fast_executor ex(std::move(*fast_));
+          ex.execute(bind(std::move(handler), std::move(args)...));
+          return;
+        }
+      }
+      work_type work(std::move(*work_));
+      boost::asio::post(work, boost::asio::append(std::move(handler), std::move(args)...));
     }
-    work_type work(std::move(*work_));
-    boost::asio::post(work, boost::asio::append(std::move(handler), std::move(args)...));
   }
 
   // Runs handler(args...) at once when its executor allows (the caller is already running on
   // it), posts it otherwise; consumes this object's work.
   template <class... Args>
   void dispatch(Handler&& handler, Args&&... args) {
-    if constexpr (may_be_fast) {
-      if (fast_) {
-        auto ex = boost::asio::require(std::move(*fast_), boost::asio::execution::blocking.possibly);
-        fast_.reset();
-        ex.execute([h = std::move(handler), tup = std::make_tuple(std::move(args)...)]() mutable {
-          std::apply(std::move(h), std::move(tup));
-        });
-        return;
+    if constexpr (keeps_work) {
+      auto hex = boost::asio::get_associated_executor(handler);
+      if constexpr (may_be_fast) {
+        if (const io_executor* target = io_target(hex)) {
+          boost::asio::require(*target, boost::asio::execution::blocking.possibly)
+              .execute(bind(std::move(handler), std::move(args)...));
+          return;
+        }
       }
+      boost::asio::dispatch(hex, boost::asio::append(std::move(handler), std::move(args)...));
+    } else {
+      if constexpr (may_be_fast) {
+        if (fast_) {
+          auto ex = boost::asio::require(std::move(*fast_), boost::asio::execution::blocking.possibly);
+          fast_.reset();
+          ex.execute(bind(std::move(handler), std::move(args)...));
+          return;
+        }
+      }
+      work_type work(std::move(*work_));
+      boost::asio::dispatch(work, boost::asio::append(std::move(handler), std::move(args)...));
     }
-    work_type work(std::move(*work_));
-    boost::asio::dispatch(work, boost::asio::append(std::move(handler), std::move(args)...));
   }
 
   // The executor the handler runs on (for timers).
@@ -116,16 +130,25 @@ public:
   }
 
 private:
+  template <class... Args>
+  static auto bind(Handler&& handler, Args&&... args) {
+    return [h = std::move(handler), tup = std::make_tuple(std::move(args)...)]() mutable {
+      std::apply(std::move(h), std::move(tup));
+    };
+  }
+  template <class E>
+  static const io_executor* io_target(const E& ex) noexcept {
+    if constexpr (std::is_same_v<E, io_executor>) return &ex;
+    else return ex.template target<io_executor>();
+  }
   static fast_executor fast(const io_executor& ex) {
-    if constexpr (keeps_work)
-      return boost::asio::require(ex, boost::asio::execution::blocking.never);
-    else
-      return boost::asio::require(ex, boost::asio::execution::outstanding_work.tracked,
-                                  boost::asio::execution::blocking.never);
+    return boost::asio::require(ex, boost::asio::execution::outstanding_work.tracked,
+                                boost::asio::execution::blocking.never);
   }
 
-  std::optional<work_type> work_;
-  std::conditional_t<may_be_fast, std::optional<fast_executor>, std::optional<work_type>> fast_;
+  struct none {};
+  [[no_unique_address]] std::conditional_t<keeps_work, none, std::optional<work_type>> work_;
+  [[no_unique_address]] std::conditional_t<keeps_work || !may_be_fast, none, std::optional<fast_executor>> fast_;
 };
 
 // Posts `handler(args...)` to the handler's associated executor (or `ex`), the same way a

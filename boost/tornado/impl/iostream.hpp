@@ -65,7 +65,7 @@ void stream_state<Stream>::begin_read(Handler&& handler, Configure configure) {
     return;
   }
   configure(*this);
-  enqueue_waiter_on<Waiter>(ex, std::forward<Handler>(handler), this, read_waiters_, Deadline{});
+  enqueue_waiter_in<Waiter>(&read_storage_, ex, std::forward<Handler>(handler), this, read_waiters_, Deadline{});
   if (streaming_mode_) {
     // The chunk callback is user code: it runs from the loop, not from inside this call.
     boost::asio::post(ex, [ref = stream_ref<Stream>(this)] {
