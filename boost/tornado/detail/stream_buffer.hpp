@@ -35,6 +35,16 @@ public:
   // is: nothing moves or reallocates the block until unpin().
   void pin() noexcept { pinned_ = true; }
   void unpin() noexcept { pinned_ = false; }
+  bool pinned() const noexcept { return pinned_; }
+
+  // Puts back in front of the data n bytes consumed from there while the buffer was pinned
+  // (nothing moved since): false when there is no room before the data.
+  bool unread(const char* p, std::size_t n) noexcept {
+    if (begin_ < n) return false;
+    begin_ -= n;
+    std::memmove(data_.get() + begin_, p, n);
+    return true;
+  }
 
   // At least `want` writable bytes after the data: the data moves to the front only when that
   // makes the room, and the block grows only when even that is not enough.

@@ -190,11 +190,9 @@ public:
   void maybe_listen_for_close();
 
   // ---- writes ----
-  template <class Handler, class Append>
-  void begin_write(Handler&& handler, std::size_t n, Append append);
-  template <class Append>
-  bool queue_write(std::size_t n, Append append, boost::system::error_code& ec);
-  void write_now();
+  template <class Handler, class Data>
+  void begin_write(Handler&& handler, Data data);
+  std::size_t send_now(const char* bytes, std::size_t n);
   template <class Handler>
   void wait_written(Handler&& handler, std::uint64_t end);
   void start_write_io();

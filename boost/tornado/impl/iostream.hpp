@@ -1,6 +1,7 @@
 #ifndef BOOST_TORNADO_IMPL_IOSTREAM_HPP
 #define BOOST_TORNADO_IMPL_IOSTREAM_HPP
 
+#include <boost/assert.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ssl/host_name_verification.hpp>
@@ -217,11 +218,16 @@ void stream_state<Stream>::fail_read(boost::system::error_code ec, bool initiati
   list_node* node = read_waiters_.pop_front();
   const read_kind kind = kind_;
   if (filling() && into_filled_ && ec == boost::asio::error::operation_aborted) {
-    // A cancelled read gives back what it took: nothing is lost to a cancellation.
-    read_buffer back;
-    back.append(static_cast<const char*>(into_.data()), into_filled_);
-    back.append(rbuf_.data(), rbuf_.size());
-    rbuf_ = std::move(back);
+    // A cancelled read gives back what it took: nothing is lost to a cancellation. With a
+    // read into the buffer in flight (pinned), the bytes were taken from its front while it
+    // was pinned, so they go back where they were; otherwise the buffer is rebuilt.
+    if (!rbuf_.unread(static_cast<const char*>(into_.data()), into_filled_)) {
+      BOOST_ASSERT(!rbuf_.pinned());
+      read_buffer back;
+      back.append(static_cast<const char*>(into_.data()), into_filled_);
+      back.append(rbuf_.data(), rbuf_.size());
+      rbuf_ = std::move(back);
+    }
   }
   kind_ = read_kind::none;
   direct_ = streaming_mode_ = partial_ = false;
@@ -275,8 +281,13 @@ void stream_state<Stream>::start_read_io() {
     io_direct_ = false;
   }
   reading_io_ = true;
-  stream_.async_read_some(target, boost::asio::bind_cancellation_slot(
-                                      read_cancel_.slot(), io_handler<Stream, &stream_state::on_read>{stream_ref<Stream>(this)}));
+  // Only a read into the caller's memory must be stopped when its read is cancelled; a read
+  // into the buffer goes on (what it brings stays in the stream), so it carries no slot.
+  if (io_direct_)
+    stream_.async_read_some(target, boost::asio::bind_cancellation_slot(
+                                        read_cancel_.slot(), io_handler<Stream, &stream_state::on_read>{stream_ref<Stream>(this)}));
+  else
+    stream_.async_read_some(target, io_handler<Stream, &stream_state::on_read>{stream_ref<Stream>(this)});
 }
 
 template <class Stream>
@@ -333,55 +344,58 @@ void stream_state<Stream>::maybe_listen_for_close() {
 
 // ---- writes ----
 
+// Sends what the kernel takes now without blocking, straight from the caller's bytes, when
+// nothing is queued or in flight (sockets and descriptors): most writes leave in the call that
+// makes them, as Tornado's do, with no copy and no operation to complete. Returns the count.
 template <class Stream>
-template <class Append>
-bool stream_state<Stream>::queue_write(std::size_t n, Append append, boost::system::error_code& ec) {
-  if (closed_) {
-    ec = closed_error();
-    return false;
-  }
-  if (opts_.max_write_buffer_size != no_limit && wq_.size() + n > opts_.max_write_buffer_size) {
-    ec = make_error_code(error::stream_buffer_full);
-    return false;
-  }
-  append(wq_);
-  total_queued_ += n;
-  return true;
-}
-
-// Sends what can go now without blocking (sockets and descriptors, nothing in flight): most
-// writes leave in the call that makes them, as Tornado's do, with no operation to complete.
-template <class Stream>
-void stream_state<Stream>::write_now() {
+std::size_t stream_state<Stream>::send_now(const char* bytes, std::size_t n) {
+  std::size_t total = 0;
   if constexpr (is_reactor_stream<Stream>::value) {
-    if (writing_io_ || gated_ || closed_ || wq_.empty() || !write_waiters_.empty()) return;
+    if (!n || writing_io_ || gated_ || closed_ || !wq_.empty() || !write_waiters_.empty()) return 0;
     boost::system::error_code ec;
     if (!non_blocking_) {
       stream_.non_blocking(true, ec);
-      if (ec) return;
+      if (ec) return 0;
       non_blocking_ = true;
     }
-    while (!wq_.empty()) {
-      auto bufs = wq_.gather();
-      std::size_t n = bufs.n == 1 ? stream_.write_some(bufs.bufs[0], ec) : stream_.write_some(bufs, ec);
-      if (ec == boost::asio::error::would_block || ec == boost::asio::error::try_again) return;
+    while (total < n) {
+      std::size_t k = stream_.write_some(boost::asio::const_buffer(bytes + total, n - total), ec);
+      if (ec == boost::asio::error::would_block || ec == boost::asio::error::try_again) break;
       if (ec) {
         if (!is_connection_reset(ec)) log(log_level::warning, gen_log, "Write error: " + ec.message());
-        return close(ec);
+        close(ec);
+        break;
       }
-      wq_.consume(n);
-      total_sent_ += n;
+      total += k;
     }
   }
+  return total;
 }
 
 template <class Stream>
-template <class Handler, class Append>
-void stream_state<Stream>::begin_write(Handler&& handler, std::size_t n, Append append) {
-  auto ex = stream_.get_executor();
+template <class Handler, class Data>
+void stream_state<Stream>::begin_write(Handler&& handler, Data data) {
+  const std::size_t n = data.size();
   boost::system::error_code ec;
-  if (!queue_write(n, append, ec)) return post_completion(std::forward<Handler>(handler), ex, ec);
-  write_now();
+  if (closed_)
+    ec = closed_error();
+  else if (opts_.max_write_buffer_size != no_limit && wq_.size() + n > opts_.max_write_buffer_size)
+    ec = make_error_code(error::stream_buffer_full);
+  if (ec) return post_completion(std::forward<Handler>(handler), stream_.get_executor(), ec);
+  const std::size_t sent = send_now(static_cast<const char*>(data.data()), n);
+  total_queued_ += n;
+  total_sent_ += sent;
+  if (sent < n && !closed_) {
+    // The rest waits in the queue: small data copied, large owned buffers taken.
+    if constexpr (std::is_same_v<Data, boost::asio::const_buffer>) {
+      wq_.append_copy(static_cast<const char*>(data.data()) + sent, n - sent);
+    } else {
+      wq_.append_owned(std::move(data));
+      if (sent) wq_.consume(sent);  // the queue was empty: the head piece is this one
+    }
+  } else if constexpr (std::is_same_v<Data, std::string>) {
+    if (sent == n) string_pool::give(std::move(data));  // its memory serves a later read result
+  }
   wait_written(std::forward<Handler>(handler), total_queued_);
 }
 
@@ -545,11 +559,12 @@ void stream_state<Stream>::set_close_callback(std::function<void()> cb) {
 
 // ---- cancellation of a single operation ----
 
-// A cancelled read completes once the system read in flight (if any) has returned: that read
-// may write into the result or the buffer, and what it brings stays in the stream.
+// A cancelled read into the caller's memory (or its result) completes once the system read in
+// flight has returned, as that read writes there; a read into the buffer completes at once,
+// and what the system read brings stays in the stream.
 template <class Stream>
 void stream_state<Stream>::cancel_read() {
-  if (reading_io_) {
+  if (reading_io_ && io_direct_) {
     cancel_pending_ = true;
     read_cancel_.emit(boost::asio::cancellation_type::terminal);
     return;
@@ -590,13 +605,7 @@ struct initiate_write {
   executor_type get_executor() const { return s->stream_.get_executor(); }
   template <class Handler, class Data>
   void operator()(Handler&& handler, Data data) const {
-    if constexpr (std::is_same_v<Data, boost::asio::const_buffer>) {
-      s->begin_write(std::forward<Handler>(handler), data.size(),
-                     [&](write_queue& q) { q.append_copy(data.data(), data.size()); });
-    } else {
-      std::size_t n = data.size();
-      s->begin_write(std::forward<Handler>(handler), n, [&](write_queue& q) { q.append_owned(std::move(data)); });
-    }
+    s->begin_write(std::forward<Handler>(handler), std::move(data));
   }
 };
 
