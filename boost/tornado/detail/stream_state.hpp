@@ -254,6 +254,7 @@ public:
   intrusive_list read_waiters_;  // at most one
   waiter_storage read_storage_;  // where it is made, when it fits
   bool reading_io_ = false;
+  bool read_io_posted_ = false;  // a read waits for the loop to ask the kernel
   bool io_direct_ = false;       // the read in flight targets into_, not the buffer
   boost::asio::cancellation_signal read_cancel_;
 

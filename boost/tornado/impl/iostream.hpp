@@ -88,7 +88,19 @@ void stream_state<Stream>::drain_into() {
 
 template <class Stream>
 void stream_state<Stream>::try_read(bool initiating) {
-  if (!try_complete(initiating)) start_read_io();
+  if (try_complete(initiating)) return;
+  if (initiating && !reading_io_ && !read_io_posted_ && !filling() && is_reactor_stream<Stream>::value) {
+    // A read started with nothing buffered asks the kernel once the loop has run what is
+    // ready: asked at once, right after a reply went out, it would almost always find nothing
+    // yet and cost a system call for it.
+    read_io_posted_ = true;
+    boost::asio::post(stream_.get_executor(), [ref = stream_ref<Stream>(this)] {
+      ref->read_io_posted_ = false;
+      if (ref->kind_ != read_kind::none) ref->start_read_io();
+    });
+    return;
+  }
+  start_read_io();
 }
 
 // Finishes the pending read if the buffer (or the closed stream) allows; true when it is done.
