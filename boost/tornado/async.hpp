@@ -105,8 +105,7 @@ struct awaited_signature<void(Ts...)> {
 
 template <class V, class... T>
 void set_value(outcome<V>& o, T&&... v) {
-  if constexpr (sizeof...(T) == 1) o.value.emplace(std::forward<T>(v)...);
-  else if constexpr (sizeof...(T) > 1) o.value.emplace(std::forward<T>(v)...);
+  if constexpr (sizeof...(T) > 0) o.value.emplace(std::forward<T>(v)...);
 }
 
 // Receives the operation's own completion and hands the coroutine its outcome.

@@ -39,10 +39,10 @@ template <class Sig, class I, class M, class... A> struct is_awaitable<awaited_o
 // Either of them as an asio::awaitable (for co_spawn).
 template <class A>
 auto as_awaitable(A&& a) {
-  if constexpr (is_awaitable<std::decay_t<A>>::value && !requires { std::move(a).as_awaitable(); })
-    return std::decay_t<A>(std::forward<A>(a));
-  else
+  if constexpr (is_awaited_op<std::decay_t<A>>::value)
     return std::move(a).as_awaitable();
+  else
+    return std::decay_t<A>(std::forward<A>(a));
 }
 } // namespace detail
 

@@ -94,7 +94,6 @@ class prim_waiter_node final : public Base {
   using work_t = completion_work<Handler, DefaultExecutor>;
 
 public:
-  // Allocates the node with the handler's allocator.
   // Allocates the node with the handler's allocator, or makes it in `storage` when it fits.
   template <class H, class... BaseArgs>
   static prim_waiter_node* create(waiter_storage* storage, H&& h, Owner* owner, const DefaultExecutor& ex,

@@ -73,55 +73,14 @@ public:
   // Posts handler(args...); consumes this object's work.
   template <class... Args>
   void post(Handler&& handler, Args&&... args) {
-    if constexpr (keeps_work) {
-      auto hex = boost::asio::get_associated_executor(handler);
-      if constexpr (may_be_fast) {
-        if (const io_executor* target = io_target(hex)) {
-          boost::asio::require(*target, boost::asio::execution::blocking.never)
-              .execute(bind(std::move(handler), std::move(args)...));
-          return;
-        }
-      }
-      boost::asio::post(hex, boost::asio::append(std::move(handler), std::move(args)...));
-    } else {
-      if constexpr (may_be_fast) {
-        if (fast_) {
-          fast_executor ex(std::move(*fast_));
-          ex.execute(bind(std::move(handler), std::move(args)...));
-          return;
-        }
-      }
-      work_type work(std::move(*work_));
-      boost::asio::post(work, boost::asio::append(std::move(handler), std::move(args)...));
-    }
+    complete<false>(std::move(handler), std::move(args)...);
   }
 
   // Runs handler(args...) at once when its executor allows (the caller is already running on
   // it), posts it otherwise; consumes this object's work.
   template <class... Args>
   void dispatch(Handler&& handler, Args&&... args) {
-    if constexpr (keeps_work) {
-      auto hex = boost::asio::get_associated_executor(handler);
-      if constexpr (may_be_fast) {
-        if (const io_executor* target = io_target(hex)) {
-          boost::asio::require(*target, boost::asio::execution::blocking.possibly)
-              .execute(bind(std::move(handler), std::move(args)...));
-          return;
-        }
-      }
-      boost::asio::dispatch(hex, boost::asio::append(std::move(handler), std::move(args)...));
-    } else {
-      if constexpr (may_be_fast) {
-        if (fast_) {
-          auto ex = boost::asio::require(std::move(*fast_), boost::asio::execution::blocking.possibly);
-          fast_.reset();
-          ex.execute(bind(std::move(handler), std::move(args)...));
-          return;
-        }
-      }
-      work_type work(std::move(*work_));
-      boost::asio::dispatch(work, boost::asio::append(std::move(handler), std::move(args)...));
-    }
+    complete<true>(std::move(handler), std::move(args)...);
   }
 
   // The executor the handler runs on (for timers).
@@ -130,6 +89,42 @@ public:
   }
 
 private:
+  template <bool Dispatch, class... Args>
+  void complete(Handler&& handler, Args&&... args) {
+    if constexpr (keeps_work) {
+      auto hex = boost::asio::get_associated_executor(handler);
+      if constexpr (may_be_fast) {
+        if (const io_executor* target = io_target(hex))
+          return execute<Dispatch>(*target, bind(std::move(handler), std::move(args)...));
+      }
+      submit<Dispatch>(hex, boost::asio::append(std::move(handler), std::move(args)...));
+    } else {
+      if constexpr (may_be_fast) {
+        if (fast_) {
+          fast_executor ex(std::move(*fast_));
+          fast_.reset();
+          return execute<Dispatch>(std::move(ex), bind(std::move(handler), std::move(args)...));
+        }
+      }
+      work_type work(std::move(*work_));
+      submit<Dispatch>(work, boost::asio::append(std::move(handler), std::move(args)...));
+    }
+  }
+
+  // On an io_context executor: never blocking (post), or possibly (dispatch).
+  template <bool Dispatch, class E, class F>
+  static void execute(E&& ex, F&& f) {
+    if constexpr (Dispatch)
+      boost::asio::require(std::forward<E>(ex), boost::asio::execution::blocking.possibly).execute(std::forward<F>(f));
+    else
+      boost::asio::require(std::forward<E>(ex), boost::asio::execution::blocking.never).execute(std::forward<F>(f));
+  }
+  template <bool Dispatch, class E, class F>
+  static void submit(const E& ex, F&& f) {
+    if constexpr (Dispatch) boost::asio::dispatch(ex, std::forward<F>(f));
+    else boost::asio::post(ex, std::forward<F>(f));
+  }
+
   template <class... Args>
   static auto bind(Handler&& handler, Args&&... args) {
     return [h = std::move(handler), tup = std::make_tuple(std::move(args)...)]() mutable {

@@ -622,17 +622,6 @@ struct initiate_write {
 };
 
 template <class Stream>
-struct initiate_wait_written {
-  stream_state<Stream>* s;
-  using executor_type = typename Stream::executor_type;
-  executor_type get_executor() const { return s->stream_.get_executor(); }
-  template <class Handler>
-  void operator()(Handler&& handler, std::uint64_t end) const {
-    s->wait_written(std::forward<Handler>(handler), end);
-  }
-};
-
-template <class Stream>
 struct initiate_gate {
   stream_state<Stream>* s;
   using executor_type = typename Stream::executor_type;
