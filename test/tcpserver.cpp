@@ -5,6 +5,7 @@
 
 #define BOOST_TEST_MODULE tcpserver
 #include "support/net.hpp"
+#include <boost/tornado/locks.hpp>
 #include <boost/tornado/queues.hpp>
 #include <boost/asio/detached.hpp>
 #include <openssl/ssl.h>
@@ -211,6 +212,34 @@ BOOST_AUTO_TEST_CASE(test_coroutine_handlers_run_concurrently) {
     co_await a.write(" and the rest\n");
     BOOST_TEST(co_await within(a.read_until("\n")) == "echo: half a line and the rest\n");
   });
+}
+
+BOOST_AUTO_TEST_CASE(test_coroutine_handler_keeps_the_context_running) {
+  // A handler waiting on something that holds no work of its own (an Event) keeps run() from
+  // returning, as under co_spawn: the spawn holds the executor's work while the coroutine lives.
+  asio::io_context ctx(1);
+  tornado::Event ev;
+  bool started = false, finished = false;
+  tcp::socket client(ctx);
+  {
+    TCPServer server(ctx.get_executor(), [&](IOStream, tcp::endpoint) -> asio::awaitable<void> {
+      started = true;
+      co_await ev.wait();
+      finished = true;
+    });
+    server.listen(0, "127.0.0.1");
+    client.connect(only_endpoint(server));
+    for (int i = 0; i < 1000 && !started; ++i) ctx.run_one_for(std::chrono::milliseconds(10));
+    BOOST_REQUIRE(started);
+    server.stop();
+  }
+  ctx.poll();
+  BOOST_TEST(!ctx.stopped());
+  BOOST_TEST(!finished);
+  ev.set();
+  ctx.run_for(std::chrono::seconds(5));
+  BOOST_TEST(finished);
+  BOOST_TEST(ctx.stopped());  // nothing holds work once the coroutine is gone
 }
 
 BOOST_AUTO_TEST_CASE(test_stop_leaves_open_connections) {

@@ -4,12 +4,12 @@
 #define BOOST_TORNADO_TCPSERVER_HPP
 
 #include <boost/tornado/detail/config.hpp>
+#include <boost/tornado/detail/spawn.hpp>
 #include <boost/tornado/iostream.hpp>
 #include <boost/tornado/log.hpp>
 #include <boost/tornado/netutil.hpp>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <functional>

@@ -26,8 +26,9 @@
 
 namespace boost::tornado::detail {
 
-// Handlers that resume an asio::awaitable thread. co_spawn keeps that thread's executor busy
-// for as long as the thread lives, so waiting on their behalf needs no work of its own.
+// Handlers that resume an asio::awaitable thread. Whatever started that thread (co_spawn or
+// detail::spawn) keeps its executor busy for as long as the thread lives, so waiting on their
+// behalf needs no work of its own.
 template <class Handler>
 struct resumes_coroutine : std::false_type {};
 template <class Executor, class... T>
@@ -38,7 +39,7 @@ struct resumes_coroutine<boost::asio::detail::awaitable_async_op_handler<Signatu
 // Keeps the handler's executor busy while an operation waits, and posts the completion
 // there. When the handler runs on an io_context executor (the usual case for a coroutine on
 // the loop), it goes through the concrete executor: no type-erased executor is copied or
-// queried on the way. A coroutine's handler needs nothing kept: co_spawn keeps its executor
+// queried on the way. A coroutine's handler needs nothing kept: its spawn keeps its executor
 // busy, and the handler knows that executor, so nothing is stored for it.
 template <class Handler, class Executor>
 class completion_work {

@@ -4,6 +4,7 @@
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/tornado/detail/spawn.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <random>
@@ -47,7 +48,7 @@ BOOST_TORNADO_DECL bool is_cancellation(const std::exception_ptr& e) noexcept;
 
 template <class A>
 void IOLoop::spawn_awaitable(A&& aw) {
-  boost::asio::co_spawn(get_executor(), detail::as_awaitable(std::forward<A>(aw)), [](std::exception_ptr e, auto&&...) {
+  detail::spawn(get_executor(), detail::as_awaitable(std::forward<A>(aw)), [](std::exception_ptr e) {
     if (e) log_exception(app_log, "Exception in callback", e);
   });
 }
@@ -235,7 +236,7 @@ PeriodicCallback::PeriodicCallback(F callback, double callback_time_ms, double j
     state_->run = [f = std::move(callback)](const std::shared_ptr<state>& st) mutable {
       std::weak_ptr<state> weak = st;
       try {
-        boost::asio::co_spawn(st->loop->get_executor(), detail::as_awaitable(f()), [weak](std::exception_ptr e, auto&&...) {
+        detail::spawn(st->loop->get_executor(), detail::as_awaitable(f()), [weak](std::exception_ptr e) {
           if (e) log_exception(app_log, "Exception in callback", e);
           if (auto s = weak.lock()) s->schedule_next();
         });
