@@ -79,11 +79,12 @@ void stream_state<Stream>::begin_read(Handler&& handler, Configure configure) {
 
 template <class Stream>
 void stream_state<Stream>::drain_into() {
-  std::size_t n = std::min(rbuf_.size(), into_.size() - into_filled_);
+  extras& x = *x_;
+  std::size_t n = std::min(rbuf_.size(), x.into.size() - x.into_filled);
   if (!n) return;
-  std::memcpy(static_cast<char*>(into_.data()) + into_filled_, rbuf_.data(), n);
+  std::memcpy(static_cast<char*>(x.into.data()) + x.into_filled, rbuf_.data(), n);
   rbuf_.consume(n);
-  into_filled_ += n;
+  x.into_filled += n;
 }
 
 template <class Stream>
@@ -115,7 +116,7 @@ bool stream_state<Stream>::try_complete(bool initiating) {
     bool unsatisfiable = false;
     std::optional<std::size_t> pos = find_read_pos(unsatisfiable);
     if (unsatisfiable) {
-      std::string what = kind_ == read_kind::until ? "delimiter " + printable(delim_) : "regex " + printable(regex_.str());
+      std::string what = kind_ == read_kind::until ? "delimiter " + printable(delim_) : "regex " + printable(x_->regex.str());
       log(log_level::info, gen_log,
           "Unsatisfiable read, closing connection: " + what + " not found within " + std::to_string(max_bytes_) + " bytes");
       close(make_error_code(error::unsatisfiable_read));
@@ -139,12 +140,12 @@ std::optional<std::size_t> stream_state<Stream>::find_read_pos(bool& unsatisfiab
   const std::size_t size = rbuf_.size();
   switch (kind_) {
   case read_kind::bytes:
-    if (direct_) return into_filled_ == into_.size() ? std::optional<std::size_t>(into_filled_) : std::nullopt;
+    if (direct_) return x_->into_filled == x_->into.size() ? std::optional<std::size_t>(x_->into_filled) : std::nullopt;
     if (size >= want_) return want_;
     if (partial_ && size > 0) return size;
     return std::nullopt;
   case read_kind::into:
-    if (into_filled_ == into_.size() || (partial_ && into_filled_ > 0)) return into_filled_;
+    if (x_->into_filled == x_->into.size() || (partial_ && x_->into_filled > 0)) return x_->into_filled;
     return std::nullopt;
   case read_kind::until: {
     std::string_view buf(rbuf_.data(), size);
@@ -170,7 +171,7 @@ std::optional<std::size_t> stream_state<Stream>::find_read_pos(bool& unsatisfiab
     std::size_t from = std::min(scan_, size);
     if (from > 0) flags |= boost::match_prev_avail;
     boost::cmatch m;
-    if (boost::regex_search(first + from, last, m, regex_, flags, first)) {
+    if (boost::regex_search(first + from, last, m, x_->regex, flags, first)) {
       if (m[0].matched) {
         std::size_t end = static_cast<std::size_t>(m[0].second - first);
         if (end > max_bytes_) {
@@ -196,14 +197,13 @@ void stream_state<Stream>::finish_read(std::size_t pos, bool initiating) {
   list_node* node = read_waiters_.pop_front();
   const read_kind kind = kind_;
   const bool direct = direct_;
+  if (streaming_mode_) x_->streaming = nullptr;
   kind_ = read_kind::none;
   direct_ = streaming_mode_ = partial_ = false;
   scan_ = 0;
-  streaming_ = nullptr;
   if (kind == read_kind::into) {
-    std::size_t n = into_filled_;
-    into_ = {};
-    into_filled_ = 0;
+    std::size_t n = x_->into_filled;
+    x_->end_read();
     maybe_listen_for_close();
     auto* w = static_cast<size_waiter*>(node);
     initiating ? w->complete({}, std::move(n)) : w->dispatch({}, std::move(n));
@@ -211,10 +211,8 @@ void stream_state<Stream>::finish_read(std::size_t pos, bool initiating) {
   }
   std::string result;
   if (direct) {
-    result = std::move(result_);
-    result_ = std::string();
-    into_ = {};
-    into_filled_ = 0;
+    result = std::move(x_->result);
+    x_->end_read();
   } else if (pos) {
     result = string_pool::take();
     result.assign(rbuf_.data(), pos);
@@ -229,14 +227,14 @@ template <class Stream>
 void stream_state<Stream>::fail_read(boost::system::error_code ec, bool initiating) {
   list_node* node = read_waiters_.pop_front();
   const read_kind kind = kind_;
-  if (filling() && into_filled_ && ec == boost::asio::error::operation_aborted) {
+  if (filling() && x_->into_filled && ec == boost::asio::error::operation_aborted) {
     // A cancelled read gives back what it took: nothing is lost to a cancellation. With a
     // read into the buffer in flight (pinned), the bytes were taken from its front while it
     // was pinned, so they go back where they were; otherwise the buffer is rebuilt.
-    if (!rbuf_.unread(static_cast<const char*>(into_.data()), into_filled_)) {
+    if (!rbuf_.unread(static_cast<const char*>(x_->into.data()), x_->into_filled)) {
       BOOST_ASSERT(!rbuf_.pinned());
       read_buffer back;
-      back.append(static_cast<const char*>(into_.data()), into_filled_);
+      back.append(static_cast<const char*>(x_->into.data()), x_->into_filled);
       back.append(rbuf_.data(), rbuf_.size());
       rbuf_ = std::move(back);
     }
@@ -244,10 +242,7 @@ void stream_state<Stream>::fail_read(boost::system::error_code ec, bool initiati
   kind_ = read_kind::none;
   direct_ = streaming_mode_ = partial_ = false;
   scan_ = 0;
-  streaming_ = nullptr;
-  into_ = {};
-  into_filled_ = 0;
-  result_ = std::string();
+  if (x_) x_->end_read();
   if (!node) return;
   if (kind == read_kind::into) {
     auto* w = static_cast<size_waiter*>(node);
@@ -265,7 +260,7 @@ void stream_state<Stream>::deliver_streaming() {
     std::string_view chunk(rbuf_.data(), take);
     rbuf_.consume(take);  // the bytes stay where they are while the callback runs
     if (kind_ == read_kind::bytes) want_ -= take;
-    auto cb = streaming_;
+    auto cb = x_->streaming;
     if (take) cb(chunk);
     if (kind_ == read_kind::bytes && want_ == 0) break;
   }
@@ -279,7 +274,8 @@ void stream_state<Stream>::start_read_io() {
   boost::asio::mutable_buffer target;
   if (filling()) {
     drain_into();
-    target = boost::asio::mutable_buffer(static_cast<char*>(into_.data()) + into_filled_, into_.size() - into_filled_);
+    target = boost::asio::mutable_buffer(static_cast<char*>(x_->into.data()) + x_->into_filled,
+                                         x_->into.size() - x_->into_filled);
     io_direct_ = true;
   } else {
     // The size asked for follows what arrives (doubling when a read fills it, halving when
@@ -297,9 +293,9 @@ void stream_state<Stream>::start_read_io() {
   // into the buffer goes on (what it brings stays in the stream), so it carries no slot.
   if (io_direct_)
     stream_.async_read_some(target, boost::asio::bind_cancellation_slot(
-                                        read_cancel_.slot(), io_handler<Stream, &stream_state::on_read>{stream_ref<Stream>(this)}));
+                                        read_cancel_.slot(), read_io_handler<Stream>{{stream_ref<Stream>(this)}}));
   else
-    stream_.async_read_some(target, io_handler<Stream, &stream_state::on_read>{stream_ref<Stream>(this)});
+    stream_.async_read_some(target, read_io_handler<Stream>{{stream_ref<Stream>(this)}});
 }
 
 template <class Stream>
@@ -319,7 +315,7 @@ template <class Stream>
 void stream_state<Stream>::on_read(const boost::system::error_code& ec, std::size_t n) {
   reading_io_ = false;
   if (io_direct_) {
-    into_filled_ += n;
+    x_->into_filled += n;
   } else {
     rbuf_.unpin();
     rbuf_.commit(n);
@@ -351,7 +347,7 @@ template <class Stream>
 void stream_state<Stream>::maybe_listen_for_close() {
   // With a close callback and nothing to read, keep a read going so that the peer's close is
   // seen (what arrives meanwhile is buffered for the next read).
-  if (close_cb_ && kind_ == read_kind::none && rbuf_.empty() && !closed_ && !write_only_) start_read_io();
+  if (has_close_cb() && kind_ == read_kind::none && rbuf_.empty() && !closed_ && !write_only_) start_read_io();
 }
 
 // ---- writes ----
@@ -462,7 +458,7 @@ void stream_state<Stream>::on_write(const boost::system::error_code& ec, std::si
 template <class Stream>
 template <class Handler>
 void stream_state<Stream>::add_gate_waiter(Handler&& handler) {
-  enqueue_waiter_on<gate_waiter>(stream_.get_executor(), std::forward<Handler>(handler), this, gate_waiters_, Deadline{});
+  enqueue_waiter_on<gate_waiter>(stream_.get_executor(), std::forward<Handler>(handler), this, x().gate_waiters, Deadline{});
 }
 
 template <class Stream>
@@ -504,8 +500,10 @@ void stream_state<Stream>::open_gate(const boost::system::error_code& ec) {
   if (kind_ != read_kind::none) try_read(false);
   else maybe_listen_for_close();
   intrusive_list done;
-  done.splice_back(gate_waiters_);
-  done.splice_back(handshake_waiters_);
+  if (x_) {
+    done.splice_back(x_->gate_waiters);
+    done.splice_back(x_->handshake_waiters);
+  }
   while (list_node* node = done.pop_front()) static_cast<gate_waiter*>(node)->dispatch({});
 }
 
@@ -537,11 +535,16 @@ void stream_state<Stream>::close(boost::system::error_code ec) {
   close_socket();
   if (kind_ != read_kind::none && !streaming_mode_) fail_read(closed_error(), true);
   while (list_node* node = write_waiters_.pop_front()) static_cast<write_waiter*>(node)->complete(closed_error());
-  while (list_node* node = gate_waiters_.pop_front()) static_cast<gate_waiter*>(node)->complete(closed_error());
-  while (list_node* node = handshake_waiters_.pop_front()) static_cast<gate_waiter*>(node)->complete(closed_error());
+  if (x_) {
+    while (list_node* node = x_->gate_waiters.pop_front()) static_cast<gate_waiter*>(node)->complete(closed_error());
+    while (list_node* node = x_->handshake_waiters.pop_front())
+      static_cast<gate_waiter*>(node)->complete(closed_error());
+  }
   wq_.clear();
-  if (close_cb_ && !shutting_down_) boost::asio::post(stream_.get_executor(), std::exchange(close_cb_, nullptr));
-  close_cb_ = nullptr;
+  if (x_) {
+    if (x_->close_cb && !shutting_down_) boost::asio::post(stream_.get_executor(), std::exchange(x_->close_cb, nullptr));
+    x_->close_cb = nullptr;
+  }
 }
 
 template <class Stream>
@@ -565,7 +568,7 @@ void stream_state<Stream>::close_socket() {
 
 template <class Stream>
 void stream_state<Stream>::set_close_callback(std::function<void()> cb) {
-  close_cb_ = std::move(cb);
+  if (cb || x_) x().close_cb = std::move(cb);
   if (!gated_) maybe_listen_for_close();
 }
 
@@ -681,9 +684,10 @@ auto BaseIOStream<Stream>::read_bytes(std::size_t n, bool partial, Token&& token
     if (!partial && n >= detail::direct_read_threshold && s.rbuf_.size() < n) {
       // A large read goes straight into its result: no copy through the buffer.
       s.direct_ = true;
-      s.result_.resize(n);
-      s.into_ = boost::asio::buffer(s.result_);
-      s.into_filled_ = 0;
+      auto& x = s.x();
+      x.result.resize(n);
+      x.into = boost::asio::buffer(x.result);
+      x.into_filled = 0;
     }
   };
   BOOST_TORNADO_STREAM_OP(std::string, string_waiter, configure);
@@ -697,7 +701,7 @@ auto BaseIOStream<Stream>::read_bytes(std::size_t n, Chunk chunk, Token&& token)
     s.kind_ = detail::read_kind::bytes;
     s.want_ = n;
     s.streaming_mode_ = true;
-    s.streaming_ = std::move(chunk);
+    s.x().streaming = std::move(chunk);
   };
   BOOST_TORNADO_STREAM_OP(std::string, string_waiter, std::move(configure));
 }
@@ -720,7 +724,7 @@ template <class Token>
 auto BaseIOStream<Stream>::read_until_regex(const boost::regex& regex, std::size_t max_bytes, Token&& token) {
   auto configure = [regex, max_bytes](detail::stream_state<Stream>& s) {
     s.kind_ = detail::read_kind::regex;
-    s.regex_ = regex;
+    s.x().regex = regex;
     s.max_bytes_ = max_bytes;
     s.scan_ = 0;
   };
@@ -732,8 +736,8 @@ template <class Token>
 auto BaseIOStream<Stream>::read_into(boost::asio::mutable_buffer buffer, bool partial, Token&& token) {
   auto configure = [buffer, partial](detail::stream_state<Stream>& s) {
     s.kind_ = detail::read_kind::into;
-    s.into_ = buffer;
-    s.into_filled_ = 0;
+    s.x().into = buffer;
+    s.x().into_filled = 0;
     s.partial_ = partial;
   };
   BOOST_TORNADO_STREAM_OP(std::size_t, size_waiter, configure);
@@ -754,7 +758,7 @@ auto BaseIOStream<Stream>::read_until_close(Chunk chunk, Token&& token) {
   auto configure = [chunk = streaming_callback(std::move(chunk))](detail::stream_state<Stream>& s) mutable {
     s.kind_ = detail::read_kind::until_close;
     s.streaming_mode_ = true;
-    s.streaming_ = std::move(chunk);
+    s.x().streaming = std::move(chunk);
   };
   BOOST_TORNADO_STREAM_OP(std::string, string_waiter, std::move(configure));
 }
@@ -952,11 +956,11 @@ struct initiate_wait_for_handshake : initiate_gate<boost::asio::ssl::stream<boos
     auto* s = this->s;
     auto ex = s->stream_.get_executor();
     if (s->closed_) return post_completion(std::forward<Handler>(handler), ex, s->closed_error());
-    if (!s->handshake_waiters_.empty())
+    if (s->x_ && !s->x_->handshake_waiters.empty())
       return post_completion(std::forward<Handler>(handler), ex, make_error_code(error::invalid_state));
     if (s->handshaken_ && !s->gated_) return post_completion(std::forward<Handler>(handler), ex, boost::system::error_code());
     enqueue_waiter_on<typename stream_state<boost::asio::ssl::stream<boost::asio::ip::tcp::socket>>::gate_waiter>(
-        ex, std::forward<Handler>(handler), s, s->handshake_waiters_, Deadline{});
+        ex, std::forward<Handler>(handler), s, s->x().handshake_waiters, Deadline{});
   }
 };
 } // namespace detail
@@ -994,7 +998,7 @@ void detail::initiate_start_tls<Protocol>::operator()(Handler&& handler, bool se
   // The read kept going for the close callback must not eat the handshake.
   boost::system::error_code ignored;
   if (s->reading_io_) s->stream_.cancel(ignored);
-  auto close_cb = std::exchange(s->close_cb_, nullptr);
+  auto close_cb = s->x_ ? std::exchange(s->x_->close_cb, nullptr) : std::function<void()>();
   // The socket moves to the new stream; this one is left closed.
   auto tls = std::make_unique<SSLIOStream>(std::move(s->stream_), *context, server_side, std::move(server_hostname), verify,
                                            s->opts_);
