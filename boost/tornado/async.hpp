@@ -275,7 +275,8 @@ public:
   awaitable_async_op_handler(awaitable_thread<Executor>* h, result_type& result)
       : awaitable_thread<Executor>(std::move(*h)), result_(result), origin_(h) {}
 
-  void operator()(boost::tornado::detail::outcome<V> o) {
+  // Only outcome_handler calls this, always with an rvalue.
+  void operator()(boost::tornado::detail::outcome<V>&& o) {
     result_ = std::move(o);
     if (std::exchange(boost::tornado::detail::resume_in_place, false)) {
       // Called from inside the call that started the operation, which runs within the

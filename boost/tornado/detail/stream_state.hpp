@@ -26,6 +26,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -119,6 +120,28 @@ private:
   std::mutex mutex_;
   intrusive_list streams_;
   bool shut_ = false;
+};
+
+// A read_until delimiter carried by a lazy operation: short ones (all the usual ones) inline,
+// so that moving the operation around moves no string.
+class delimiter_copy {
+public:
+  explicit delimiter_copy(std::string_view d) : n_(d.size()) {
+    if (n_ <= sizeof(small_)) {
+      std::memcpy(small_, d.data(), n_);
+    } else {
+      big_ = std::make_unique<char[]>(n_);
+      std::memcpy(big_.get(), d.data(), n_);
+    }
+  }
+  delimiter_copy(const delimiter_copy& o) : delimiter_copy(o.view()) {}
+  delimiter_copy(delimiter_copy&&) noexcept = default;
+  std::string_view view() const noexcept { return {n_ <= sizeof(small_) ? small_ : big_.get(), n_}; }
+
+private:
+  std::size_t n_;
+  char small_[16];
+  std::unique_ptr<char[]> big_;
 };
 
 // Memory for the one read operation a stream has in flight. Asio allocates an operation with
@@ -243,7 +266,7 @@ public:
 
   // ---- writes ----
   template <class Handler, class Data>
-  void begin_write(Handler&& handler, Data data);
+  void begin_write(Handler&& handler, Data&& data);
   std::size_t send_now(const char* bytes, std::size_t n);
   template <class Handler>
   void wait_written(Handler&& handler, std::uint64_t end);

@@ -69,10 +69,10 @@ public:
 
   // Completes a node the owner has just unlinked (the owner's lock is held): the handler is
   // posted, never called here.
-  void complete(Args... args) { ops_->complete(this, std::move(args)...); }
+  void complete(Args&&... args) { ops_->complete(this, std::move(args)...); }
   // The same from an intermediate completion handler already running on the owner's
   // executor (a stream's I/O handler): the handler runs at once if its executor allows it.
-  void dispatch(Args... args) { ops_->dispatch(this, std::move(args)...); }
+  void dispatch(Args&&... args) { ops_->dispatch(this, std::move(args)...); }
   // Frees an unlinked node without calling its handler (a Future whose last handle is gone).
   void destroy() noexcept { ops_->destroy(this); }
 

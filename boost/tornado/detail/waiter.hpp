@@ -15,6 +15,7 @@
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/cancellation_type.hpp>
+#include <boost/asio/execution/allocator.hpp>
 #include <boost/asio/execution/outstanding_work.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/prefer.hpp>
@@ -95,8 +96,12 @@ private:
     if constexpr (keeps_work) {
       auto hex = boost::asio::get_associated_executor(handler);
       if constexpr (may_be_fast) {
-        if (const io_executor* target = io_target(hex))
+        if (const io_executor* target = io_target(hex)) {
+          // Dispatched from the io_context's own thread: what its dispatch would do, without
+          // packaging the handler and its arguments first.
+          if (Dispatch && target->running_in_this_thread()) return std::move(handler)(std::move(args)...);
           return execute<Dispatch>(*target, bind(std::move(handler), std::move(args)...));
+        }
       }
       submit<Dispatch>(hex, boost::asio::append(std::move(handler), std::move(args)...));
     } else {
@@ -146,6 +151,24 @@ private:
   [[no_unique_address]] std::conditional_t<keeps_work, none, std::optional<work_type>> work_;
   [[no_unique_address]] std::conditional_t<keeps_work || !may_be_fast, none, std::optional<fast_executor>> fast_;
 };
+
+// Posts f on ex, its memory from alloc. When ex is type-erased and holds an io_context's
+// executor (the usual case), f goes straight to that io_context: no type-erased executor is
+// copied or preferred on the way, and f is allocated once (a type-erased post wraps it a
+// second time).
+template <class Executor, class F, class Alloc = std::allocator<void>>
+void post_on(const Executor& ex, F&& f, const Alloc& alloc = {}) {
+  using io_executor = boost::asio::io_context::executor_type;
+  const io_executor* io = nullptr;
+  if constexpr (std::is_same_v<Executor, io_executor>) io = &ex;
+  else if constexpr (std::is_same_v<Executor, boost::asio::any_io_executor>) io = ex.template target<io_executor>();
+  if (io) {
+    return boost::asio::require(*io, boost::asio::execution::blocking.never, boost::asio::execution::allocator(alloc))
+        .execute(std::forward<F>(f));
+  }
+  if constexpr (!std::is_same_v<Executor, io_executor>)
+    boost::asio::post(ex, boost::asio::bind_allocator(alloc, std::forward<F>(f)));
+}
 
 // Posts `handler(args...)` to the handler's associated executor (or `ex`), the same way a
 // waiter's completion goes (an io_context behind a type-erased executor is used directly).

@@ -57,7 +57,7 @@ inline std::string printable(std::string_view s) {
 template <class Stream>
 template <class Waiter, class Handler, class Configure>
 void stream_state<Stream>::begin_read(Handler&& handler, Configure configure) {
-  auto ex = stream_.get_executor();
+  const auto& ex = stream_.get_executor();
   if (kind_ != read_kind::none) {
     if constexpr (std::is_same_v<Waiter, size_waiter>)
       post_completion(std::forward<Handler>(handler), ex, make_error_code(error::already_reading), std::size_t(0));
@@ -94,11 +94,16 @@ void stream_state<Stream>::try_read(bool initiating) {
     // A read started with nothing buffered asks the kernel once the loop has run what is
     // ready: asked at once, right after a reply went out, it would almost always find nothing
     // yet and cost a system call for it.
+    // No read operation is in flight, so the posted step takes the read operation's slot
+    // (and frees it before it runs).
     read_io_posted_ = true;
-    boost::asio::post(stream_.get_executor(), [ref = stream_ref<Stream>(this)] {
-      ref->read_io_posted_ = false;
-      if (ref->kind_ != read_kind::none) ref->start_read_io();
-    });
+    post_on(
+        stream_.get_executor(),
+        [ref = stream_ref<Stream>(this)] {
+          ref->read_io_posted_ = false;
+          if (ref->kind_ != read_kind::none) ref->start_read_io();
+        },
+        op_slot_allocator<void>(&read_slot_));
     return;
   }
   start_read_io();
@@ -148,6 +153,7 @@ std::optional<std::size_t> stream_state<Stream>::find_read_pos(bool& unsatisfiab
     if (x_->into_filled == x_->into.size() || (partial_ && x_->into_filled > 0)) return x_->into_filled;
     return std::nullopt;
   case read_kind::until: {
+    if (size == 0) return std::nullopt;  // as Tornado: an empty buffer is not searched
     std::string_view buf(rbuf_.data(), size);
     std::size_t loc = buf.find(delim_, std::min(scan_, size));
     if (loc != std::string_view::npos) {
@@ -209,12 +215,11 @@ void stream_state<Stream>::finish_read(std::size_t pos, bool initiating) {
     initiating ? w->complete({}, std::move(n)) : w->dispatch({}, std::move(n));
     return;
   }
-  std::string result;
+  std::string result = !direct && pos ? string_pool::take() : std::string();
   if (direct) {
     result = std::move(x_->result);
     x_->end_read();
   } else if (pos) {
-    result = string_pool::take();
     result.assign(rbuf_.data(), pos);
     rbuf_.consume(pos);
   }
@@ -382,7 +387,8 @@ std::size_t stream_state<Stream>::send_now(const char* bytes, std::size_t n) {
 
 template <class Stream>
 template <class Handler, class Data>
-void stream_state<Stream>::begin_write(Handler&& handler, Data data) {
+void stream_state<Stream>::begin_write(Handler&& handler, Data&& data) {
+  static_assert(!std::is_reference_v<Data>, "begin_write takes its bytes as an rvalue");
   const std::size_t n = data.size();
   boost::system::error_code ec;
   if (closed_)
@@ -411,7 +417,7 @@ void stream_state<Stream>::begin_write(Handler&& handler, Data data) {
 template <class Stream>
 template <class Handler>
 void stream_state<Stream>::wait_written(Handler&& handler, std::uint64_t end) {
-  auto ex = stream_.get_executor();
+  const auto& ex = stream_.get_executor();
   // Sent already: a coroutine awaiting with the default token continues at once (as awaiting
   // Tornado's finished Future); any other handler is posted.
   if (total_sent_ >= end) return complete_initiation(std::forward<Handler>(handler), ex, boost::system::error_code());
@@ -606,7 +612,7 @@ template <class Stream, class Waiter>
 struct initiate_read {
   stream_state<Stream>* s;
   using executor_type = typename Stream::executor_type;
-  executor_type get_executor() const { return s->stream_.get_executor(); }
+  decltype(auto) get_executor() const { return s->stream_.get_executor(); }
   template <class Handler, class Configure>
   void operator()(Handler&& handler, Configure configure) const {
     s->template begin_read<Waiter>(std::forward<Handler>(handler), std::move(configure));
@@ -617,10 +623,15 @@ template <class Stream>
 struct initiate_write {
   stream_state<Stream>* s;
   using executor_type = typename Stream::executor_type;
-  executor_type get_executor() const { return s->stream_.get_executor(); }
+  decltype(auto) get_executor() const { return s->stream_.get_executor(); }
+  // The bytes are moved on, not copied, unless the caller keeps them (an operation started
+  // more than once passes its arguments as lvalues).
   template <class Handler, class Data>
-  void operator()(Handler&& handler, Data data) const {
-    s->begin_write(std::forward<Handler>(handler), std::move(data));
+  void operator()(Handler&& handler, Data&& data) const {
+    if constexpr (std::is_lvalue_reference_v<Data>)
+      s->begin_write(std::forward<Handler>(handler), std::decay_t<Data>(data));
+    else
+      s->begin_write(std::forward<Handler>(handler), std::move(data));
   }
 };
 
@@ -628,7 +639,7 @@ template <class Stream>
 struct initiate_gate {
   stream_state<Stream>* s;
   using executor_type = typename Stream::executor_type;
-  executor_type get_executor() const { return s->stream_.get_executor(); }
+  decltype(auto) get_executor() const { return s->stream_.get_executor(); }
 };
 
 } // namespace detail
@@ -710,9 +721,9 @@ template <class Stream>
 template <class Token>
 auto BaseIOStream<Stream>::read_until(std::string_view delimiter, std::size_t max_bytes, Token&& token) {
   if (delimiter.empty()) throw std::invalid_argument("read_until: empty delimiter");
-  auto configure = [d = std::string(delimiter), max_bytes](detail::stream_state<Stream>& s) {
+  auto configure = [d = detail::delimiter_copy(delimiter), max_bytes](detail::stream_state<Stream>& s) {
     s.kind_ = detail::read_kind::until;
-    s.delim_.assign(d);
+    if (s.delim_ != d.view()) s.delim_.assign(d.view());
     s.max_bytes_ = max_bytes;
     s.scan_ = 0;
   };
@@ -889,7 +900,7 @@ template <class Protocol>
 struct initiate_start_tls {
   stream_state<boost::asio::basic_stream_socket<Protocol>>* s;
   using executor_type = typename boost::asio::basic_stream_socket<Protocol>::executor_type;
-  executor_type get_executor() const { return s->stream_.get_executor(); }
+  decltype(auto) get_executor() const { return s->stream_.get_executor(); }
   template <class Handler>
   void operator()(Handler&& handler, bool server_side, boost::asio::ssl::context* context,
                   std::string server_hostname, bool verify) const;
