@@ -8,6 +8,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <thread>
+#include <vector>
+
+#include <pthread.h>
+#include <sched.h>
 
 namespace bench {
 
@@ -23,10 +28,26 @@ double best_seconds(int runs, F&& fn) {
   return best;
 }
 
+// The middle value (of a copy).
+inline double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
+  return v[v.size() / 2];
+}
+
 inline void report(const char* name, double ours, const char* baseline, double theirs, const char* unit) {
   std::printf("bench %s: ours %.1f %s, %s %.1f %s, ratio %.3f\n", name, ours, unit, baseline, theirs,
               unit, ours / theirs);
   std::fflush(stdout);
+}
+
+// Keeps the calling thread on one CPU (modulo the CPUs there are), so that two threads of a
+// benchmark do not share a core with each other.
+inline void pin(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu % std::max(1u, std::thread::hardware_concurrency()), &set);
+  pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
 }
 
 // BENCH_SCALE (default 1) scales the work, so CI can run a short pass.

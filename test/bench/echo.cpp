@@ -28,12 +28,7 @@ namespace asio = boost::asio;
 namespace tornado = boost::tornado;
 using tcp = asio::ip::tcp;
 
-static void pin(int cpu) {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu % std::max(1u, std::thread::hardware_concurrency()), &set);
-  pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
-}
+using bench::pin;
 
 static double thread_cpu_seconds(pthread_t t) {
   clockid_t cid;

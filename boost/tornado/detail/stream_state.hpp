@@ -261,6 +261,10 @@ public:
     return std::max<std::size_t>(1, std::min(opts_.read_chunk_size, opts_.max_buffer_size / 2));
   }
   bool filling() const noexcept { return kind_ == read_kind::into || (kind_ == read_kind::bytes && direct_); }
+  // A direct read_bytes' result covers its first `upto` bytes (see start_read_io).
+  void direct_room(std::size_t upto) {
+    if (direct_ && x_->result.size() < upto) x_->result.resize(upto);
+  }
   void drain_into();
   void maybe_listen_for_close();
 

@@ -82,6 +82,7 @@ void stream_state<Stream>::drain_into() {
   extras& x = *x_;
   std::size_t n = std::min(rbuf_.size(), x.into.size() - x.into_filled);
   if (!n) return;
+  direct_room(x.into_filled + n);
   std::memcpy(static_cast<char*>(x.into.data()) + x.into_filled, rbuf_.data(), n);
   rbuf_.consume(n);
   x.into_filled += n;
@@ -218,6 +219,7 @@ void stream_state<Stream>::finish_read(std::size_t pos, bool initiating) {
   std::string result = !direct && pos ? string_pool::take() : std::string();
   if (direct) {
     result = std::move(x_->result);
+    result.resize(pos);
     x_->end_read();
   } else if (pos) {
     result.assign(rbuf_.data(), pos);
@@ -279,8 +281,15 @@ void stream_state<Stream>::start_read_io() {
   boost::asio::mutable_buffer target;
   if (filling()) {
     drain_into();
-    target = boost::asio::mutable_buffer(static_cast<char*>(x_->into.data()) + x_->into_filled,
-                                         x_->into.size() - x_->into_filled);
+    std::size_t room = x_->into.size() - x_->into_filled;
+    if (direct_) {
+      // A direct read_bytes asks for read_chunk_size at a time, as every read does, and its
+      // result is zero-filled (std::string::resize: no resize_and_overwrite before C++23)
+      // only that far ahead: the zeroed lines are still in cache when the data lands on them.
+      room = std::min(room, read_chunk_limit());
+      direct_room(x_->into_filled + room);
+    }
+    target = boost::asio::mutable_buffer(static_cast<char*>(x_->into.data()) + x_->into_filled, room);
     io_direct_ = true;
   } else {
     // The size asked for follows what arrives (doubling when a read fills it, halving when
@@ -696,8 +705,8 @@ auto BaseIOStream<Stream>::read_bytes(std::size_t n, bool partial, Token&& token
       // A large read goes straight into its result: no copy through the buffer.
       s.direct_ = true;
       auto& x = s.x();
-      x.result.resize(n);
-      x.into = boost::asio::buffer(x.result);
+      x.result.reserve(n);  // sized as the bytes come (direct_room)
+      x.into = boost::asio::buffer(x.result.data(), n);
       x.into_filled = 0;
     }
   };
