@@ -38,6 +38,14 @@ std::size_t count_lines(const test::log_capture& logs, const std::string& needle
   return n;
 }
 
+// Takes its references as parameters: a lambda coroutine would reach them through its
+// closure, which the server owns and destroys.
+asio::awaitable<void> wait_for_event(tornado::Event& ev, bool& started, bool& finished, IOStream) {
+  started = true;
+  co_await ev.wait();
+  finished = true;
+}
+
 } // namespace
 
 // ======================================================================================
@@ -222,10 +230,8 @@ BOOST_AUTO_TEST_CASE(test_coroutine_handler_keeps_the_context_running) {
   bool started = false, finished = false;
   tcp::socket client(ctx);
   {
-    TCPServer server(ctx.get_executor(), [&](IOStream, tcp::endpoint) -> asio::awaitable<void> {
-      started = true;
-      co_await ev.wait();
-      finished = true;
+    TCPServer server(ctx.get_executor(), [&](IOStream stream, tcp::endpoint) {
+      return wait_for_event(ev, started, finished, std::move(stream));
     });
     server.listen(0, "127.0.0.1");
     client.connect(only_endpoint(server));

@@ -105,9 +105,10 @@ BOOST_TORNADO_DECL void periodic_schedule::update_next(double current_time, doub
 } // namespace detail
 
 BOOST_TORNADO_DECL IOLoop::IOLoop(bool make_current)
-    // Concurrency hint 1: one thread runs the loop, so Asio queues work posted from that thread
-    // without locking; posting from other threads stays safe.
-    : owned_context_(std::make_unique<boost::asio::io_context>(1)), context_(owned_context_.get()) {
+    // One thread runs the loop and does all its I/O (Tornado's model): Asio queues what that
+    // thread posts without locking and takes no lock per I/O operation; posting from other
+    // threads stays safe (the scheduler keeps its lock).
+    : owned_context_(std::make_unique<boost::asio::io_context>(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO)), context_(owned_context_.get()) {
   register_loop();
   if (make_current) this->make_current();
 }
