@@ -97,11 +97,13 @@ struct string_pool {
   }
   // An empty string, with a recycled block when there is one.
   static std::string take() {
+    std::string s;  // one named result: returned without a move
     auto& pool = strings();
-    if (pool.empty()) return std::string();
-    std::string s = std::move(pool.back());
-    pool.pop_back();
-    s.clear();
+    if (!pool.empty()) {
+      s.swap(pool.back());
+      pool.pop_back();
+      s.clear();
+    }
     return s;
   }
   static void give(std::string&& s) noexcept {
