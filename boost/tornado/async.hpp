@@ -119,30 +119,41 @@ public:
   template <class First, class... T>
     requires(awaited_signature<Sig>::fails == failure::error_code)
   void operator()(const First& ec, T&&... v) {
-    outcome<value_type> o;
-    if (ec) o.error = map_(ec, v...);
-    else set_value(o, std::forward<T>(v)...);
-    std::move(handler_)(std::move(o));
+    deliver([&](outcome<value_type>& o) {
+      if (ec) o.error = map_(ec, v...);
+      else set_value(o, std::forward<T>(v)...);
+    });
   }
   template <class First, class... T>
     requires(awaited_signature<Sig>::fails == failure::exception)
   void operator()(First ex, T&&... v) {
-    outcome<value_type> o;
-    if (ex) o.error = std::move(ex);
-    else set_value(o, std::forward<T>(v)...);
-    std::move(handler_)(std::move(o));
+    deliver([&](outcome<value_type>& o) {
+      if (ex) o.error = std::move(ex);
+      else set_value(o, std::forward<T>(v)...);
+    });
   }
   template <class... T>
     requires(awaited_signature<Sig>::fails == failure::none)
   void operator()(T&&... v) {
-    outcome<value_type> o;
-    set_value(o, std::forward<T>(v)...);
-    std::move(handler_)(std::move(o));
+    deliver([&](outcome<value_type>& o) { set_value(o, std::forward<T>(v)...); });
   }
 
   Handler handler_;
 
 private:
+  // The coroutine's own handler lets the outcome be made where the coroutine will read it;
+  // any other handler is given one.
+  template <class Fill>
+  void deliver(Fill&& fill) {
+    if constexpr (requires { std::move(handler_).fill_and_resume(fill); }) {
+      std::move(handler_).fill_and_resume(fill);
+    } else {
+      outcome<value_type> o;
+      fill(o);
+      std::move(handler_)(std::move(o));
+    }
+  }
+
   ErrorMap map_;
 };
 
@@ -275,9 +286,29 @@ public:
   awaitable_async_op_handler(awaitable_thread<Executor>* h, result_type& result)
       : awaitable_thread<Executor>(std::move(*h)), result_(result), origin_(h) {}
 
-  // Only outcome_handler calls this, always with an rvalue.
   void operator()(boost::tornado::detail::outcome<V>&& o) {
     result_ = std::move(o);
+    continue_coroutine();
+  }
+
+  // outcome_handler's way in: the outcome is made in the awaiting coroutine's frame, where it
+  // is read, instead of being built elsewhere and moved there.
+  template <class Fill>
+  void fill_and_resume(Fill& fill) {
+    fill(result_);
+    continue_coroutine();
+  }
+
+  // The coroutine's executor where it lives (its entry frame), not a copy.
+  const Executor& thread_executor() noexcept { return this->entry_point()->u_.executor_; }
+
+  static V resume(result_type& result) {
+    if (result.error) std::rethrow_exception(std::exchange(result.error, nullptr));
+    if constexpr (!std::is_void_v<V>) return std::move(*result.value);
+  }
+
+private:
+  void continue_coroutine() {
     if (std::exchange(boost::tornado::detail::resume_in_place, false)) {
       // Called from inside the call that started the operation, which runs within the
       // coroutine thread `origin_` is pumping: the thread goes back there, and the coroutine
@@ -293,12 +324,6 @@ public:
     this->pump();
   }
 
-  static V resume(result_type& result) {
-    if (result.error) std::rethrow_exception(std::exchange(result.error, nullptr));
-    if constexpr (!std::is_void_v<V>) return std::move(*result.value);
-  }
-
-private:
   result_type& result_;
   awaitable_thread<Executor>* origin_;
 };

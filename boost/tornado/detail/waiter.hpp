@@ -94,7 +94,7 @@ private:
   template <bool Dispatch, class... Args>
   void complete(Handler&& handler, Args&&... args) {
     if constexpr (keeps_work) {
-      auto hex = boost::asio::get_associated_executor(handler);
+      const auto& hex = coroutine_executor(handler);
       if constexpr (may_be_fast) {
         if (const io_executor* target = io_target(hex)) {
           // Dispatched from the io_context's own thread: what its dispatch would do, without
@@ -136,6 +136,14 @@ private:
     return [h = std::move(handler), tup = std::make_tuple(std::move(args)...)]() mutable {
       std::apply(std::move(h), std::move(tup));
     };
+  }
+  // A coroutine's executor: borrowed from its frame when the handler can say where it is (the
+  // default token's), a copy otherwise.
+  static decltype(auto) coroutine_executor(Handler& handler) noexcept {
+    if constexpr (requires { handler.handler_.thread_executor(); })
+      return (handler.handler_.thread_executor());
+    else
+      return boost::asio::get_associated_executor(handler);
   }
   template <class E>
   static const io_executor* io_target(const E& ex) noexcept {

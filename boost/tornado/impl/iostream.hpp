@@ -156,7 +156,13 @@ std::optional<std::size_t> stream_state<Stream>::find_read_pos(bool& unsatisfiab
   case read_kind::until: {
     if (size == 0) return std::nullopt;  // as Tornado: an empty buffer is not searched
     std::string_view buf(rbuf_.data(), size);
-    std::size_t loc = buf.find(delim_, std::min(scan_, size));
+    std::size_t loc = std::string_view::npos;
+    if (const std::size_t from = std::min(scan_, size); delim_.size() == 1) {  // the usual "\n"
+      if (const void* p = std::memchr(buf.data() + from, delim_[0], size - from))
+        loc = static_cast<std::size_t>(static_cast<const char*>(p) - buf.data());
+    } else {
+      loc = buf.find(delim_, from);
+    }
     if (loc != std::string_view::npos) {
       std::size_t end = loc + delim_.size();
       if (end > max_bytes_) {
@@ -222,7 +228,7 @@ void stream_state<Stream>::finish_read(std::size_t pos, bool initiating) {
     result.resize(pos);
     x_->end_read();
   } else if (pos) {
-    result.assign(rbuf_.data(), pos);
+    result.append(rbuf_.data(), pos);  // result is empty: append copies without assign's overlap checks
     rbuf_.consume(pos);
   }
   maybe_listen_for_close();
