@@ -2675,6 +2675,32 @@ BOOST_AUTO_TEST_CASE(test_callback_and_deferred_tokens) {
   });
 }
 
+BOOST_AUTO_TEST_CASE(test_exception_after_a_read_leaves_run_not_the_stream) {
+  // A coroutine resumed by a completed read ends with an exception that its co_spawn
+  // handler rethrows. As with Asio's own dispatch, run() throws it once the handler that
+  // completed the read is done; the stream is left in order and reads on.
+  asio::io_context ctx(1);
+  asio::local::stream_protocol::socket a(ctx), b(ctx);
+  asio::local::connect_pair(a, b);
+  LocalIOStream rs(std::move(a));
+  std::string first;
+  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
+    first = co_await rs.read_until("\n");
+    throw std::runtime_error("after the read");
+  }, [](std::exception_ptr e) {
+    if (e) std::rethrow_exception(e);
+  });
+  asio::write(b, asio::buffer(std::string("one\ntwo\n")));
+  BOOST_CHECK_THROW(ctx.run(), std::runtime_error);
+  BOOST_TEST(first == "one\n");
+  BOOST_TEST(!rs.reading());
+  std::string second;
+  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> { second = co_await rs.read_until("\n"); }, asio::detached);
+  ctx.restart();
+  ctx.run();
+  BOOST_TEST(second == "two\n");
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(Teardown)

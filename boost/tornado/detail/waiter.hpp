@@ -98,8 +98,18 @@ private:
       if constexpr (may_be_fast) {
         if (const io_executor* target = io_target(hex)) {
           // Dispatched from the io_context's own thread: what its dispatch would do, without
-          // packaging the handler and its arguments first.
-          if (Dispatch && target->running_in_this_thread()) return std::move(handler)(std::move(args)...);
+          // packaging the handler and its arguments first. As there, what the handler throws
+          // leaves run() once the current handler is done, not through the code completing
+          // the operation (a stream's read path, say).
+          if (Dispatch && target->running_in_this_thread()) {
+            try {
+              std::move(handler)(std::move(args)...);
+            } catch (...) {
+              boost::asio::use_service<boost::asio::detail::io_context_impl>(target->context())
+                  .capture_current_exception();
+            }
+            return;
+          }
           return execute<Dispatch>(*target, bind(std::move(handler), std::move(args)...));
         }
       }
