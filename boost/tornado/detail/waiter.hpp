@@ -7,6 +7,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/append.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/require.hpp>
 #include <boost/asio/associated_allocator.hpp>
@@ -37,6 +38,17 @@ struct resumes_coroutine<boost::asio::detail::awaitable_handler<Executor, T...>>
 template <class Signature, class Executor>
 struct resumes_coroutine<boost::asio::detail::awaitable_async_op_handler<Signature, Executor>> : std::true_type {};
 
+// The io_context executor behind ex, when there is one: ex itself, or what a type-erased
+// any_io_executor holds. Going through it instead of the type-erased executor copies and
+// queries nothing through function pointers.
+template <class E>
+const boost::asio::io_context::executor_type* io_context_target(const E& ex) noexcept {
+  using io_executor = boost::asio::io_context::executor_type;
+  if constexpr (std::is_same_v<E, io_executor>) return &ex;
+  else if constexpr (std::is_same_v<E, boost::asio::any_io_executor>) return ex.template target<io_executor>();
+  else return nullptr;
+}
+
 // Keeps the handler's executor busy while an operation waits, and posts the completion
 // there. When the handler runs on an io_context executor (the usual case for a coroutine on
 // the loop), it goes through the concrete executor: no type-erased executor is copied or
@@ -59,11 +71,8 @@ public:
   completion_work(const Handler& handler, const Executor& ex) {
     if constexpr (!keeps_work) {
       auto hex = boost::asio::get_associated_executor(handler, ex);
-      if constexpr (std::is_same_v<executor_type, io_executor>) {
-        fast_.emplace(fast(hex));
-        return;
-      } else if constexpr (may_be_fast) {
-        if (const io_executor* target = hex.template target<io_executor>()) {
+      if constexpr (may_be_fast) {
+        if (const io_executor* target = io_context_target(hex)) {
           fast_.emplace(fast(*target));
           return;
         }
@@ -96,7 +105,7 @@ private:
     if constexpr (keeps_work) {
       const auto& hex = coroutine_executor(handler);
       if constexpr (may_be_fast) {
-        if (const io_executor* target = io_target(hex)) {
+        if (const io_executor* target = io_context_target(hex)) {
           // Dispatched from the io_context's own thread: what its dispatch would do, without
           // packaging the handler and its arguments first. As there, what the handler throws
           // leaves run() once the current handler is done, not through the code completing
@@ -155,11 +164,6 @@ private:
     else
       return boost::asio::get_associated_executor(handler);
   }
-  template <class E>
-  static const io_executor* io_target(const E& ex) noexcept {
-    if constexpr (std::is_same_v<E, io_executor>) return &ex;
-    else return ex.template target<io_executor>();
-  }
   static fast_executor fast(const io_executor& ex) {
     return boost::asio::require(ex, boost::asio::execution::outstanding_work.tracked,
                                 boost::asio::execution::blocking.never);
@@ -176,15 +180,11 @@ private:
 // second time).
 template <class Executor, class F, class Alloc = std::allocator<void>>
 void post_on(const Executor& ex, F&& f, const Alloc& alloc = {}) {
-  using io_executor = boost::asio::io_context::executor_type;
-  const io_executor* io = nullptr;
-  if constexpr (std::is_same_v<Executor, io_executor>) io = &ex;
-  else if constexpr (std::is_same_v<Executor, boost::asio::any_io_executor>) io = ex.template target<io_executor>();
-  if (io) {
+  if (const auto* io = io_context_target(ex)) {
     return boost::asio::require(*io, boost::asio::execution::blocking.never, boost::asio::execution::allocator(alloc))
         .execute(std::forward<F>(f));
   }
-  if constexpr (!std::is_same_v<Executor, io_executor>)
+  if constexpr (!std::is_same_v<Executor, boost::asio::io_context::executor_type>)
     boost::asio::post(ex, boost::asio::bind_allocator(alloc, std::forward<F>(f)));
 }
 

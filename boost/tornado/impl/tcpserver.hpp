@@ -26,8 +26,7 @@ void TCPServer::run_handler(Handler& handler, Stream stream, const boost::asio::
   using result_t = std::invoke_result_t<Handler&, Stream, boost::asio::ip::tcp::endpoint>;
   static_assert(detail::valid_stream_handler_result<result_t>, "a coroutine handler must return asio::awaitable<void>");
   if constexpr (detail::is_awaitable_void<result_t>::value) {
-    auto body = handler(std::move(stream), address);
-    detail::spawn(ex_, std::move(body), [](std::exception_ptr e) {
+    detail::spawn(ex_, handler(std::move(stream), address), [](std::exception_ptr e) {
       if (e) log_exception(app_log, "Exception in stream handler", e);
     });
   } else {
