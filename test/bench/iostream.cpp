@@ -1,7 +1,8 @@
 // Stream reads in bulk and long lines:
-//  - bulk transfer over loopback TCP read with read_bytes(1 MiB) against raw asio::async_read
-//    of the same size into a reused buffer: MB/s (the writer, raw Asio, runs on another thread,
-//    pinned to the other CPU);
+//  - bulk transfer over loopback TCP: read_bytes(1 MiB) against raw asio::async_read of the same
+//    size into a reused buffer, taking turns read by read on the same connection (the writer,
+//    raw Asio, runs on another thread, pinned to the other CPU): MB/s of the reads' wall time
+//    and of the reading thread's CPU time;
 //  - one long line arriving in chunks of 1 B to 4 KiB, read with read_until("\n") and with
 //    read_until_regex("\n"), against asio::async_read_until: ms for 1, 4 and 16 MiB lines (time
 //    per MiB staying flat shows the search resumes instead of rescanning).
@@ -28,11 +29,6 @@ static double thread_cpu() {
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
-
-// Bytes per second of the wall clock and per second of the reading thread's CPU.
-struct rate {
-  double wall, cpu;
-};
 
 static double now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -71,36 +67,41 @@ struct bulk_source {
   ~bulk_source() { writer.join(); }
 };
 
-static rate bulk_ours(std::size_t total, std::size_t chunk) {
+// One connection read 1 MiB at a time, the reads taking turns between the stream's read_bytes
+// and raw async_read on the stream's own socket (the stream's buffer is empty between reads).
+// Why turns and not one connection each: on this kind of machine the same connection's
+// throughput swings between about 2 and 8 GB/s in spells of tens of milliseconds, whoever
+// reads. Runs of their own then compare the spells each side happened to get; reads taking
+// turns meet the same spells.
+struct bulk_totals {
+  double wall[2] = {0, 0}, cpu[2] = {0, 0};
+  std::size_t bytes[2] = {0, 0};
+};
+
+static void bulk_connection(std::size_t total, std::size_t chunk, bulk_totals& t) {
   asio::io_context ctx(1);
   tcp::socket sock(ctx);
   bulk_source src(sock, total);
-  double t0 = now(), c0 = thread_cpu();
-  std::size_t got = 0;
   asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
     tornado::IOStream stream(std::move(sock));
-    while (got < total) {
-      std::string data = co_await stream.read_bytes(std::min(chunk, total - got));
-      got += data.size();
+    std::vector<char> buf(chunk);
+    std::size_t got = 0;
+    for (int turn = 0; got < total; turn ^= 1) {
+      std::size_t n = std::min(chunk, total - got);
+      double t0 = now(), c0 = thread_cpu();
+      if (turn == 0) {
+        std::string data = co_await stream.read_bytes(n);
+        n = data.size();
+      } else {
+        n = co_await asio::async_read(stream.socket(), asio::buffer(buf.data(), n), asio::use_awaitable);
+      }
+      t.wall[turn] += now() - t0;
+      t.cpu[turn] += thread_cpu() - c0;
+      t.bytes[turn] += n;
+      got += n;
     }
   }, asio::detached);
   ctx.run();
-  return {got / (now() - t0) / 1e6, got / (thread_cpu() - c0) / 1e6};
-}
-
-static rate bulk_raw(std::size_t total, std::size_t chunk) {
-  asio::io_context ctx(1);
-  tcp::socket sock(ctx);
-  bulk_source src(sock, total);
-  double t0 = now(), c0 = thread_cpu();
-  std::size_t got = 0;
-  std::vector<char> buf(chunk);
-  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
-    while (got < total)
-      got += co_await asio::async_read(sock, asio::buffer(buf.data(), std::min(chunk, total - got)), asio::use_awaitable);
-  }, asio::detached);
-  ctx.run();
-  return {got / (now() - t0) / 1e6, got / (thread_cpu() - c0) / 1e6};
 }
 
 // ---- long lines ----
@@ -152,24 +153,26 @@ static double line_ms(line_reader how, std::size_t size) {
 }
 
 int main() {
-  const std::size_t total = std::size_t(256 * bench::scale()) * 1024 * 1024;
+  const std::size_t total = std::size_t(512 * bench::scale()) * 1024 * 1024;
   const std::size_t chunk = 1024 * 1024;
   // The reader here on CPU 0, the writer on CPU 1: a shared core would measure the scheduler.
-  // Short runs, alternating, and the median of each side: a disturbance of a few seconds
-  // (frequent on a shared VM) then falls on both sides alike, or on too few runs to matter.
   bench::pin(0);
-  std::vector<double> ours, raw, ours_cpu, raw_cpu;
-  for (int r = 0; r < 11; ++r) {
-    rate o = bulk_ours(total, chunk), w = bulk_raw(total, chunk);
-    ours.push_back(o.wall), raw.push_back(w.wall), ours_cpu.push_back(o.cpu), raw_cpu.push_back(w.cpu);
+  // A few connections, so that no one connection's settling decides the figure.
+  bulk_totals t;
+  for (int c = 0; c < 4; ++c) {
+    bulk_totals one;
+    bulk_connection(total, chunk, one);
     if (std::getenv("BENCH_VERBOSE"))
-      std::printf("  run %d: ours %.0f MB/s %.0f MB/cpu-s, raw %.0f MB/s %.0f MB/cpu-s\n", r, o.wall, o.cpu, w.wall, w.cpu);
+      std::printf("  connection %d: ours %.0f MB/s %.0f MB/cpu-s, raw %.0f MB/s %.0f MB/cpu-s\n", c,
+                  one.bytes[0] / one.wall[0] / 1e6, one.bytes[0] / one.cpu[0] / 1e6, one.bytes[1] / one.wall[1] / 1e6,
+                  one.bytes[1] / one.cpu[1] / 1e6);
+    for (int k = 0; k < 2; ++k) t.wall[k] += one.wall[k], t.cpu[k] += one.cpu[k], t.bytes[k] += one.bytes[k];
   }
-  bench::report("bulk_read_bytes_1MiB", bench::median(ours), "raw_asio_async_read", bench::median(raw), "MB/s");
-  // The same runs per second of the reader's CPU: what the reading side costs, whatever the
-  // writer and the machine were doing meanwhile.
-  bench::report("bulk_read_bytes_1MiB_reader_cpu", bench::median(ours_cpu), "raw_asio_async_read",
-                bench::median(raw_cpu), "MB/cpu-s");
+  bench::report("bulk_read_bytes_1MiB", t.bytes[0] / t.wall[0] / 1e6, "raw_asio_async_read", t.bytes[1] / t.wall[1] / 1e6,
+                "MB/s");
+  // Per second of the reader's CPU: what the reading side costs, whatever the writer did.
+  bench::report("bulk_read_bytes_1MiB_reader_cpu", t.bytes[0] / t.cpu[0] / 1e6, "raw_asio_async_read",
+                t.bytes[1] / t.cpu[1] / 1e6, "MB/cpu-s");
 
   for (std::size_t mib : {1, 4, 16}) {
     double d = 1e300, x = 1e300, w = 1e300;
