@@ -598,6 +598,32 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(test_read_until_with_close_after_second_packet, P,
   });
 }
 
+BOOST_AUTO_TEST_CASE_TEMPLATE(test_read_started_with_nothing_buffered, P, read_write_transports) {
+  // Such a read asks the kernel once the loop has come round (on a socket or pipe, in that very
+  // step): bytes already waiting complete it, bytes still to come complete it when they arrive,
+  // and a close already waiting fails it.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto p = co_await P::make();
+    co_await p.ws.write("waiting\n");
+    co_await sleep_for(10ms);  // the bytes are there before the read starts
+    BOOST_TEST(co_await p.rs.read_until("\n") == "waiting\n");
+    record later;
+    p.rs.read_until("\n", no_limit, later.handler());
+    co_await sleep_for(10ms);  // the read found nothing and waits
+    BOOST_TEST(!later.done());
+    co_await p.ws.write("later\n");
+    co_await later.wait();
+    BOOST_TEST(later.value() == "later\n");
+    // As Tornado's sockets, the stream's socket or pipe is left in non-blocking mode.
+    if constexpr (requires { p.rs.socket().non_blocking(); }) BOOST_TEST(p.rs.socket().non_blocking());
+    p.ws.close();
+    co_await sleep_for(10ms);  // the close is there before the read starts
+    co_await expect_closed(p.rs.read_until("\n"));
+    BOOST_TEST(p.rs.closed());
+  });
+}
+
 BOOST_AUTO_TEST_CASE_TEMPLATE(test_read_until_unsatisfied_after_close, P, read_write_transports) {
   // A read the close leaves unsatisfied fails with StreamClosedError, not UnsatisfiableReadError.
   asio::io_context ctx(1);

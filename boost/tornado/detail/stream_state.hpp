@@ -252,7 +252,8 @@ public:
   std::optional<std::size_t> find_read_pos(bool& unsatisfiable);
   void finish_read(std::size_t pos, bool initiating);
   void fail_read(boost::system::error_code ec, bool initiating);
-  void start_read_io();
+  void start_read_io(bool try_now = false);
+  bool set_non_blocking() noexcept;
   void handle_read_error(const boost::system::error_code& ec);
   void on_read(const boost::system::error_code& ec, std::size_t n);
   void deliver_streaming();

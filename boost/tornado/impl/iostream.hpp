@@ -102,7 +102,7 @@ void stream_state<Stream>::try_read(bool initiating) {
         stream_.get_executor(),
         [ref = stream_ref<Stream>(this)] {
           ref->read_io_posted_ = false;
-          if (ref->kind_ != read_kind::none) ref->start_read_io();
+          if (ref->kind_ != read_kind::none) ref->start_read_io(true);
         },
         op_slot_allocator<void>(&read_slot_));
     return;
@@ -282,7 +282,7 @@ void stream_state<Stream>::deliver_streaming() {
 }
 
 template <class Stream>
-void stream_state<Stream>::start_read_io() {
+void stream_state<Stream>::start_read_io(bool try_now) {
   if (reading_io_ || closed_ || gated_ || !lowest_layer_of(stream_).is_open()) return;
   boost::asio::mutable_buffer target;
   if (filling()) {
@@ -309,6 +309,18 @@ void stream_state<Stream>::start_read_io() {
     io_direct_ = false;
   }
   reading_io_ = true;
+  if constexpr (is_reactor_stream<Stream>::value) {
+    if (try_now && set_non_blocking()) {
+      // The loop has run what was ready since this read was asked for: the bytes are most
+      // likely there already. Taken here, they complete the read in this step; through the
+      // reactor, its own first attempt would find them and post the completion to a step of
+      // its own. Only when nothing is there yet does the read go to the reactor (whose first
+      // attempt then costs a second system call).
+      boost::system::error_code ec;
+      std::size_t n = stream_.read_some(target, ec);
+      if (ec != boost::asio::error::would_block && ec != boost::asio::error::try_again) return on_read(ec, n);
+    }
+  }
   // Only a read into the caller's memory must be stopped when its read is cancelled; a read
   // into the buffer goes on (what it brings stays in the stream), so it carries no slot.
   if (io_direct_)
@@ -372,6 +384,18 @@ void stream_state<Stream>::maybe_listen_for_close() {
 
 // ---- writes ----
 
+// The stream's own system calls (send_now, start_read_io) must not block: the socket is put in
+// non-blocking mode the first time one is made.
+template <class Stream>
+bool stream_state<Stream>::set_non_blocking() noexcept {
+  if (!non_blocking_) {
+    boost::system::error_code ec;
+    stream_.non_blocking(true, ec);
+    non_blocking_ = !ec;
+  }
+  return non_blocking_;
+}
+
 // Sends what the kernel takes now without blocking, straight from the caller's bytes, when
 // nothing is queued or in flight (sockets and descriptors): most writes leave in the call that
 // makes them, as Tornado's do, with no copy and no operation to complete. Returns the count.
@@ -380,12 +404,8 @@ std::size_t stream_state<Stream>::send_now(const char* bytes, std::size_t n) {
   std::size_t total = 0;
   if constexpr (is_reactor_stream<Stream>::value) {
     if (!n || writing_io_ || gated_ || closed_ || !wq_.empty() || !write_waiters_.empty()) return 0;
+    if (!set_non_blocking()) return 0;
     boost::system::error_code ec;
-    if (!non_blocking_) {
-      stream_.non_blocking(true, ec);
-      if (ec) return 0;
-      non_blocking_ = true;
-    }
     while (total < n) {
       std::size_t k = stream_.write_some(boost::asio::const_buffer(bytes + total, n - total), ec);
       if (ec == boost::asio::error::would_block || ec == boost::asio::error::try_again) break;
