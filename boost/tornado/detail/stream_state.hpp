@@ -68,6 +68,18 @@ struct is_reactor_stream<boost::asio::basic_stream_socket<Protocol, Executor>> :
 template <class Executor>
 struct is_reactor_stream<boost::asio::posix::basic_stream_descriptor<Executor>> : std::true_type {};
 
+// Whether a read start asking the kernel directly, in its posted step, is likely to find bytes
+// there (see start_read_io). A hit saves a loop step and a reactor operation; a miss costs one
+// system call more than handing the read to the reactor at once (which tries once itself). Kept
+// per thread, as a moving estimate of the miss rate (1/4096ths): while more than one start in
+// four misses, only one start in 16 asks directly, to see when that changes.
+struct read_now_odds {
+  static inline thread_local std::uint16_t misses = 0;
+  static inline thread_local std::uint8_t skipped = 0;
+  static bool worth_trying() noexcept { return misses < 1024 || ++skipped % 16 == 0; }
+  static void record(bool miss) noexcept { misses = std::uint16_t(misses - misses / 16 + (miss ? 256 : 0)); }
+};
+
 template <class Stream>
 auto& lowest_layer_of(Stream& s) {
   if constexpr (is_ssl_stream<Stream>::value)

@@ -310,15 +310,18 @@ void stream_state<Stream>::start_read_io(bool try_now) {
   }
   reading_io_ = true;
   if constexpr (is_reactor_stream<Stream>::value) {
-    if (try_now && set_non_blocking()) {
+    if (try_now && read_now_odds::worth_trying() && set_non_blocking()) {
       // The loop has run what was ready since this read was asked for: the bytes are most
       // likely there already. Taken here, they complete the read in this step; through the
       // reactor, its own first attempt would find them and post the completion to a step of
-      // its own. Only when nothing is there yet does the read go to the reactor (whose first
-      // attempt then costs a second system call).
+      // its own. When nothing is there yet the read goes to the reactor, whose first attempt
+      // then costs a second system call: read_now_odds stops asking directly while that
+      // happens often.
       boost::system::error_code ec;
       std::size_t n = stream_.read_some(target, ec);
-      if (ec != boost::asio::error::would_block && ec != boost::asio::error::try_again) return on_read(ec, n);
+      const bool miss = ec == boost::asio::error::would_block || ec == boost::asio::error::try_again;
+      read_now_odds::record(miss);
+      if (!miss) return on_read(ec, n);
     }
   }
   // Only a read into the caller's memory must be stopped when its read is cancelled; a read
