@@ -36,7 +36,6 @@
 #include <stdexcept>
 #include <string>
 #include <system_error>
-#include <thread>
 #include <tuple>
 #include <variant>
 #include <vector>
@@ -1494,22 +1493,18 @@ BOOST_AUTO_TEST_CASE(test_read_buffer) {
 }
 
 BOOST_AUTO_TEST_CASE(test_read_now_odds) {
-  // Read starts ask the kernel directly while that mostly finds bytes; after a run of misses
-  // only one in 16 does, and hits bring them all back. Run on a thread of its own, so that the
-  // per-thread estimate starts fresh and is left to no other test.
-  bool fresh = false, recovered = false;
+  // A stream's read starts ask the kernel directly unless the last 8 tries all found nothing;
+  // then only one start in 8 asks, and a single hit brings them all back.
+  tornado::detail::read_now_odds odds;
+  BOOST_TEST(odds.worth_trying());
+  for (int i = 0; i < 7; ++i) odds.record(true);
+  BOOST_TEST(odds.worth_trying());
+  odds.record(true);
   int tried = 0;
-  std::thread([&] {
-    using odds = tornado::detail::read_now_odds;
-    fresh = odds::worth_trying();
-    for (int i = 0; i < 40; ++i) odds::record(true);
-    for (int i = 0; i < 64; ++i) tried += odds::worth_trying();
-    for (int i = 0; i < 40; ++i) odds::record(false);
-    recovered = odds::worth_trying();
-  }).join();
-  BOOST_TEST(fresh);
-  BOOST_TEST(tried == 4);
-  BOOST_TEST(recovered);
+  for (int i = 0; i < 64; ++i) tried += odds.worth_trying();
+  BOOST_TEST(tried == 8);
+  odds.record(false);
+  BOOST_TEST(odds.worth_trying());
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -310,17 +310,17 @@ void stream_state<Stream>::start_read_io(bool try_now) {
   }
   reading_io_ = true;
   if constexpr (is_reactor_stream<Stream>::value) {
-    if (try_now && read_now_odds::worth_trying() && set_non_blocking()) {
+    if (try_now && read_now_.worth_trying() && set_non_blocking()) {
       // The loop has run what was ready since this read was asked for: the bytes are most
       // likely there already. Taken here, they complete the read in this step; through the
       // reactor, its own first attempt would find them and post the completion to a step of
       // its own. When nothing is there yet the read goes to the reactor, whose first attempt
-      // then costs a second system call: read_now_odds stops asking directly while that
-      // happens often.
+      // then costs a second system call: read_now_ stops asking directly while that happens
+      // often on this stream.
       boost::system::error_code ec;
       std::size_t n = stream_.read_some(target, ec);
       const bool miss = ec == boost::asio::error::would_block || ec == boost::asio::error::try_again;
-      read_now_odds::record(miss);
+      read_now_.record(miss);
       if (!miss) return on_read(ec, n);
     }
   }
