@@ -92,6 +92,11 @@ auto& lowest_layer_of(Stream& s) {
     return s;
 }
 
+// A non-blocking system call that found nothing to do (no bytes to read, no room to write).
+inline bool is_would_block(const boost::system::error_code& ec) {
+  return ec == boost::asio::error::would_block || ec == boost::asio::error::try_again;
+}
+
 // Errors after which a stream closes quietly, keeping the error (Tornado's _is_connreset).
 inline bool is_connection_reset(const boost::system::error_code& ec) {
   namespace e = boost::asio::error;

@@ -319,7 +319,7 @@ void stream_state<Stream>::start_read_io(bool try_now) {
       // often on this stream.
       boost::system::error_code ec;
       std::size_t n = stream_.read_some(target, ec);
-      const bool miss = ec == boost::asio::error::would_block || ec == boost::asio::error::try_again;
+      const bool miss = is_would_block(ec);
       read_now_.record(miss);
       if (!miss) return on_read(ec, n);
     }
@@ -411,7 +411,7 @@ std::size_t stream_state<Stream>::send_now(const char* bytes, std::size_t n) {
     boost::system::error_code ec;
     while (total < n) {
       std::size_t k = stream_.write_some(boost::asio::const_buffer(bytes + total, n - total), ec);
-      if (ec == boost::asio::error::would_block || ec == boost::asio::error::try_again) break;
+      if (is_would_block(ec)) break;
       if (ec) {
         if (!is_connection_reset(ec)) log(log_level::warning, gen_log, "Write error: " + ec.message());
         close(ec);
