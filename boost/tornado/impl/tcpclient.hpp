@@ -25,6 +25,29 @@ public:
         resolver_(ex), family_timer_(ex), deadline_(ex) {}
 
   void start(std::string host, unsigned short port) {
+    arm(std::move(host));
+    resolver_.async_resolve(host_, std::to_string(port),
+                            [self = this->shared_from_this()](const boost::system::error_code& ec,
+                                                              boost::asio::ip::tcp::resolver::results_type r) {
+                              if (self->finished_) return;
+                              if (ec) return self->finish(ec, std::nullopt);
+                              std::vector<boost::asio::ip::tcp::endpoint> endpoints;
+                              endpoints.reserve(r.size());
+                              for (const auto& entry : r) endpoints.push_back(entry.endpoint());
+                              self->connect_to(endpoints);
+                            });
+  }
+
+  // As start, with the addresses a resolution gave, in its order. (Tornado's tests drive its
+  // _Connector this way, without a resolver; so do ours.)
+  void start_resolved(std::string host, const std::vector<boost::asio::ip::tcp::endpoint>& endpoints) {
+    arm(std::move(host));
+    connect_to(endpoints);
+  }
+
+private:
+  // The cancellation slot and the deadline, for the whole operation.
+  void arm(std::string host) {
     host_ = std::move(host);
     auto self = this->shared_from_this();
     auto slot = boost::asio::get_associated_cancellation_slot(handler_);
@@ -38,19 +61,11 @@ public:
         if (!ec) self->finish(make_error_code(error::timeout), std::nullopt);
       });
     }
-    resolver_.async_resolve(host_, std::to_string(port),
-                            [self](const boost::system::error_code& ec, boost::asio::ip::tcp::resolver::results_type r) {
-                              self->on_resolved(ec, std::move(r));
-                            });
   }
 
-private:
-  void on_resolved(const boost::system::error_code& ec, boost::asio::ip::tcp::resolver::results_type results) {
-    if (finished_) return;
-    if (ec) return finish(ec, std::nullopt);
+  void connect_to(const std::vector<boost::asio::ip::tcp::endpoint>& endpoints) {
     // The first address's family goes first, the other waits (Tornado's _Connector.split).
-    for (const auto& entry : results) {
-      auto ep = entry.endpoint();
+    for (const auto& ep : endpoints) {
       int fam = ep.address().is_v4() ? AF_INET : AF_INET6;
       if (opts_.family != AF_UNSPEC && fam != opts_.family) continue;
       if (lists_[0].empty() || (lists_[0].front().address().is_v4() == ep.address().is_v4()))
@@ -61,7 +76,7 @@ private:
     remaining_ = static_cast<int>(lists_[0].size() + lists_[1].size());
     if (!remaining_) return finish(boost::asio::error::host_not_found, std::nullopt);
     try_connect(0);
-    if (!lists_[1].empty()) {
+    if (!lists_[1].empty() && !secondary_started_ && !finished_) {
       family_timer_.expires_after(TCPClient::happy_eyeballs_delay);
       family_timer_.async_wait([self = this->shared_from_this()](const boost::system::error_code& ec) {
         if (!ec) self->start_secondary();
