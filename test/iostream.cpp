@@ -354,6 +354,10 @@ asio::ssl::context& default_client_tls() {
 }
 
 bool is_ssl_error(const error_code& ec) { return ec && ec.category() == asio::error::get_ssl_category(); }
+// The peer's certificate was refused for `reason` (an X509_V_ERR_* value).
+bool is_verify_error(const error_code& ec, long reason) {
+  return ec == error_code(static_cast<int>(reason), tornado::certificate_category());
+}
 
 // ---- connections ----
 
@@ -1222,7 +1226,8 @@ BOOST_AUTO_TEST_CASE(test_handshake_fail) {
       co_await p.ws.start_tls(false, default_client_tls(), "localhost");
       BOOST_ERROR("the handshake succeeded");
     } catch (const StreamClosedError& e) {
-      BOOST_TEST(is_ssl_error(e.real_error()), "real_error: " << e.real_error().message());
+      BOOST_TEST(is_verify_error(e.real_error(), X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT),
+                 "real_error: " << e.real_error().message());
     }
     co_await server_future.wait();
     BOOST_TEST(server_future.s->ec == code(tornado::error::stream_closed));
@@ -1242,7 +1247,7 @@ BOOST_AUTO_TEST_CASE(test_check_hostname) {
     co_await client_future.wait();
     BOOST_TEST(client_future.s->ec == code(tornado::error::stream_closed));
     BOOST_REQUIRE(client_future.s->stream);
-    BOOST_TEST(is_ssl_error(client_future.s->stream->error()),
+    BOOST_TEST(is_verify_error(client_future.s->stream->error(), X509_V_ERR_HOSTNAME_MISMATCH),
                "error: " << client_future.s->stream->error().message());
     co_await server_future.wait();
     BOOST_TEST(server_future.s->ec == code(tornado::error::stream_closed));
@@ -2580,14 +2585,34 @@ BOOST_AUTO_TEST_CASE(test_tls_hostname_mismatch) {
     SSLIOStream client(std::move(c), client_tls(), false, "example.com", true);
     auto server_done = spawn_op(ex, server.wait_for_handshake());
     auto e = co_await expect_closed(client.wait_for_handshake());
-    BOOST_TEST(is_ssl_error(e.real_error()), "real_error: " << e.real_error().message());
-    BOOST_TEST(is_ssl_error(client.error()));
+    BOOST_TEST(is_verify_error(e.real_error(), X509_V_ERR_HOSTNAME_MISMATCH), "real_error: " << e.real_error().message());
+    BOOST_TEST(client.error() == e.real_error());
     BOOST_TEST(client.closed());
     co_await server_done.wait();
     BOOST_TEST(static_cast<bool>(server_done.s->error));
-    BOOST_TEST(logs.contains("SSL Error"));
+    BOOST_TEST(logs.contains("SSL Error: certificate verify failed: hostname mismatch"));
     // The rest of the stream fails as closed.
     co_await expect_closed(client.write("x"));
+  });
+}
+
+BOOST_AUTO_TEST_CASE(test_tls_address_mismatch) {
+  // An address the certificate does not carry (it names 127.0.0.1, not 127.0.0.2): a
+  // verification error of its own.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    auto acceptor = listen_loopback(ex);
+    tcp::socket c(ex);
+    co_await c.async_connect(acceptor.local_endpoint(), asio::use_awaitable);
+    tcp::socket s = co_await acceptor.async_accept(asio::use_awaitable);
+    test::log_capture logs;
+    SSLIOStream server(std::move(s), server_tls(), true);
+    SSLIOStream client(std::move(c), client_tls(), false, "127.0.0.2", true);
+    auto server_done = spawn_op(ex, server.wait_for_handshake());
+    auto e = co_await expect_closed(client.wait_for_handshake());
+    BOOST_TEST(is_verify_error(e.real_error(), X509_V_ERR_IP_ADDRESS_MISMATCH), "real_error: " << e.real_error().message());
+    co_await server_done.wait();
   });
 }
 

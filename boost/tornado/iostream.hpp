@@ -142,6 +142,13 @@ public:
 using IOStream = basic_iostream<boost::asio::ip::tcp>;
 using LocalIOStream = basic_iostream<boost::asio::local::stream_protocol>;
 
+// Why a TLS handshake refused the peer's certificate: the error a stream closes with when
+// OpenSSL's verification fails, its value OpenSSL's verify result -- X509_V_ERR_HOSTNAME_MISMATCH,
+// X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT, X509_V_ERR_CERT_HAS_EXPIRED, ... (Python's
+// SSLCertVerificationError.verify_code). Its message is "certificate verify failed: " and
+// OpenSSL's reason.
+inline const boost::system::error_category& certificate_category() noexcept;
+
 // TLS over TCP. I/O issued before the handshake finishes waits for it.
 class SSLIOStream : public BaseIOStream<boost::asio::ssl::stream<boost::asio::ip::tcp::socket>> {
   using base = BaseIOStream<boost::asio::ssl::stream<boost::asio::ip::tcp::socket>>;

@@ -336,9 +336,12 @@ inline bool is_ssl_error(const error_code& ec) {
   return ec && ec.category() == asio::error::get_ssl_category();
 }
 
-// OpenSSL's "certificate verify failed": the peer's certificate (or its name) was refused.
-inline bool is_verify_error(const error_code& ec) {
-  return is_ssl_error(ec) && ERR_GET_REASON(static_cast<unsigned long>(ec.value())) == SSL_R_CERTIFICATE_VERIFY_FAILED;
+// The peer's certificate (or its name) was refused: the reason, in tornado::certificate_category().
+inline bool is_verify_error(const error_code& ec) { return ec && ec.category() == tornado::certificate_category(); }
+
+// The peer's certificate was refused for `reason` (an X509_V_ERR_* value).
+inline bool is_verify_error(const error_code& ec, long reason) {
+  return ec == error_code(static_cast<int>(reason), tornado::certificate_category());
 }
 
 // ---- servers' handlers and clients ----

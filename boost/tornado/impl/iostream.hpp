@@ -5,6 +5,8 @@
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ssl/host_name_verification.hpp>
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
 #include <algorithm>
 #include <csignal>
 #include <cstring>
@@ -14,7 +16,34 @@
 #include <stdexcept>
 
 namespace boost::tornado {
+
 namespace detail {
+class certificate_category_impl : public boost::system::error_category {
+public:
+  const char* name() const noexcept override { return "tornado.certificate"; }
+  std::string message(int v) const override {
+    return std::string("certificate verify failed: ") + X509_verify_cert_error_string(v);
+  }
+};
+} // namespace detail
+
+inline const boost::system::error_category& certificate_category() noexcept {
+  static const detail::certificate_category_impl category;
+  return category;
+}
+
+namespace detail {
+// OpenSSL's "certificate verify failed" becomes the reason (certificate_category); any other
+// handshake error stays as it is.
+template <class Next>
+boost::system::error_code certificate_error(boost::asio::ssl::stream<Next>& stream, const boost::system::error_code& ec) {
+  if (ec.category() != boost::asio::error::get_ssl_category() ||
+      ERR_GET_REASON(static_cast<unsigned long>(ec.value())) != SSL_R_CERTIFICATE_VERIFY_FAILED)
+    return ec;
+  const long result = SSL_get_verify_result(stream.native_handle());
+  if (result == X509_V_OK) return ec;  // refused by a verify callback of the context's
+  return {static_cast<int>(result), certificate_category()};
+}
 
 // Reads that go straight into their result instead of through the buffer.
 inline constexpr std::size_t direct_read_threshold = 64 * 1024;
@@ -525,9 +554,11 @@ void stream_state<Stream>::start_handshake(bool server_side) {
 }
 
 template <class Stream>
-void stream_state<Stream>::on_handshake(const boost::system::error_code& ec, std::size_t) {
+void stream_state<Stream>::on_handshake(const boost::system::error_code& handshake_ec, std::size_t) {
   if (closed_) return;
-  if (ec) {
+  if (handshake_ec) {
+    boost::system::error_code ec = handshake_ec;
+    if constexpr (is_ssl_stream<Stream>::value) ec = certificate_error(stream_, ec);
     if (!is_connection_reset(ec)) log(log_level::warning, gen_log, "SSL Error: " + ec.message());
     return close(ec);
   }
@@ -928,7 +959,14 @@ inline void configure_tls_client(boost::asio::ssl::stream<boost::asio::ip::tcp::
     SSL_set_tlsext_host_name(stream.native_handle(), server_hostname.c_str());
   if (verify) {
     stream.set_verify_mode(boost::asio::ssl::verify_peer);
-    stream.set_verify_callback(boost::asio::ssl::host_name_verification(server_hostname));
+    // OpenSSL checks the name (or address) itself, as Python's ssl module has it do, so that a
+    // mismatch has a verify result of its own (X509_V_ERR_HOSTNAME_MISMATCH,
+    // X509_V_ERR_IP_ADDRESS_MISMATCH). With no name to check, nothing passes.
+    X509_VERIFY_PARAM* param = SSL_get0_param(stream.native_handle());
+    const int named = server_hostname.empty() ? 0
+                      : addr_ec ? X509_VERIFY_PARAM_set1_host(param, server_hostname.data(), server_hostname.size())
+                                : X509_VERIFY_PARAM_set1_ip_asc(param, server_hostname.c_str());
+    if (named != 1) stream.set_verify_callback(boost::asio::ssl::host_name_verification(server_hostname));
   } else {
     stream.set_verify_mode(boost::asio::ssl::verify_none);
   }
