@@ -22,7 +22,10 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
 #include <openssl/ssl.h>
+#include <functional>
+#include <deque>
 #include <unistd.h>
 #include <array>
 #include <chrono>
@@ -42,6 +45,7 @@
 
 namespace asio = boost::asio;
 namespace tornado = boost::tornado;
+namespace beast = boost::beast;
 using asio::ip::tcp;
 using boost::system::error_code;
 using tornado::IOStream;
@@ -266,6 +270,79 @@ private:
     tornado::Event event;
   };
   std::shared_ptr<state> s_ = std::make_shared<state>();
+};
+
+// A stream of the test's own -- neither socket nor descriptor, with no is_open() or close():
+// BaseIOStream works over any Asio AsyncReadStream and AsyncWriteStream. Reads take the
+// scripted chunks in turn (a chunk may be an error; with none left, end of file). Writes are
+// recorded, each call with its buffers, and complete at once, or when released while held.
+class scripted_stream {
+public:
+  using executor_type = asio::any_io_executor;
+  struct chunk {
+    std::string data;
+    error_code ec;
+  };
+  struct script {
+    std::deque<chunk> reads;
+    std::vector<std::vector<asio::const_buffer>> write_calls;
+    std::string written;
+    bool hold_writes = false;
+    std::function<void()> release;  // completes the write being held
+  };
+
+  scripted_stream(executor_type ex, std::shared_ptr<script> s) : ex_(std::move(ex)), s_(std::move(s)) {}
+  executor_type get_executor() const { return ex_; }
+
+  template <class MutableBuffers, class Token>
+  auto async_read_some(const MutableBuffers& buffers, Token&& token) {
+    return asio::async_initiate<Token, void(error_code, std::size_t)>(
+        [ex = ex_, s = s_](auto handler, MutableBuffers buffers) {
+          asio::post(ex, [s, buffers, handler = std::move(handler)]() mutable {
+            if (s->reads.empty()) return std::move(handler)(asio::error::eof, std::size_t(0));
+            chunk& c = s->reads.front();
+            if (c.ec) {
+              const error_code ec = c.ec;
+              s->reads.pop_front();
+              return std::move(handler)(ec, std::size_t(0));
+            }
+            const std::size_t n = asio::buffer_copy(buffers, asio::buffer(c.data));
+            c.data.erase(0, n);
+            if (c.data.empty()) s->reads.pop_front();
+            std::move(handler)(error_code(), n);
+          });
+        },
+        token, buffers);
+  }
+
+  template <class ConstBuffers, class Token>
+  auto async_write_some(const ConstBuffers& buffers, Token&& token) {
+    return asio::async_initiate<Token, void(error_code, std::size_t)>(
+        [ex = ex_, s = s_](auto handler, ConstBuffers buffers) {
+          std::vector<asio::const_buffer> call;
+          std::size_t n = 0;
+          for (auto it = asio::buffer_sequence_begin(buffers); it != asio::buffer_sequence_end(buffers); ++it) {
+            asio::const_buffer b = *it;
+            call.push_back(b);
+            s->written.append(static_cast<const char*>(b.data()), b.size());
+            n += b.size();
+          }
+          s->write_calls.push_back(std::move(call));
+          auto complete = std::make_shared<decltype(handler)>(std::move(handler));
+          auto finish = [ex, n, complete] {
+            asio::post(ex, [n, complete] { std::move(*complete)(error_code(), n); });
+          };
+          if (s->hold_writes)
+            s->release = finish;
+          else
+            finish();
+        },
+        token, buffers);
+  }
+
+private:
+  executor_type ex_;
+  std::shared_ptr<script> s_;
 };
 
 // Counts a stream's close callbacks (Tornado's `stream.set_close_callback(event.set)`).
@@ -2443,6 +2520,23 @@ BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(Connect)
 
+BOOST_AUTO_TEST_CASE(test_gaierror) {
+  // A host name that does not resolve fails connect with StreamClosedError; error() is the
+  // resolver's, and the close callback runs.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    IOStream stream(ex);
+    auto closed = watch_close(stream);
+    co_await expect_closed(stream.connect("nonexistent.invalid", 80));
+    BOOST_TEST((stream.error().category() == asio::error::get_netdb_category() ||
+                stream.error().category() == asio::error::get_addrinfo_category()),
+               "error: " << stream.error().message());
+    co_await closed->event.wait(5s);
+    BOOST_TEST(closed->calls == 1);
+  });
+}
+
 BOOST_AUTO_TEST_CASE(test_connect_host_port) {
   // connect(host, port) resolves, then connects; a refused port fails with its error.
   asio::io_context ctx(1);
@@ -2514,6 +2608,120 @@ BOOST_AUTO_TEST_CASE(test_pipe_closed_reader) {
     BOOST_TEST(e.real_error() == code(asio::error::broken_pipe));
     BOOST_TEST(p.ws.closed());
     BOOST_TEST(logs.size() == 0u);
+  });
+}
+
+BOOST_AUTO_TEST_CASE(test_user_stream) {
+  // A BaseIOStream over a stream type of the user's: reads, writes, end of file.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    auto script = std::make_shared<scripted_stream::script>();
+    script->reads = {{"hello\nwor", {}}, {"ld\n", {}}, {"tail", {}}};
+    tornado::BaseIOStream<scripted_stream> stream(scripted_stream(ex, script));
+    BOOST_TEST(co_await stream.read_until("\n") == "hello\n");
+    BOOST_TEST(co_await stream.read_until("\n") == "world\n");
+    co_await stream.write("reply");
+    BOOST_TEST(script->written == "reply");
+    BOOST_TEST(co_await stream.read_until_close() == "tail");
+    BOOST_TEST(stream.closed());
+    BOOST_TEST(!stream.error());
+  });
+}
+
+BOOST_AUTO_TEST_CASE(test_async_read_error_logging) {
+  // A read error that is not the peer going away is logged, once, and closes the stream with
+  // that error (Tornado's "error on read").
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    auto script = std::make_shared<scripted_stream::script>();
+    script->reads = {{"a", {}}, {"", make_error_code(asio::error::no_memory)}};
+    tornado::BaseIOStream<scripted_stream> server(scripted_stream(ex, script));
+    test::log_capture logs;
+    auto closed = watch_close(server);
+    BOOST_TEST(co_await server.read_bytes(1) == "a");
+    co_await closed->event.wait(5s);
+    BOOST_TEST(server.error() == code(asio::error::no_memory));
+    std::size_t logged = 0;
+    for (auto& line : logs.lines()) logged += line.find("Read error") != std::string::npos;
+    BOOST_TEST(logged == 1u);
+    BOOST_TEST(closed->calls == 1);
+  });
+}
+
+BOOST_AUTO_TEST_CASE(test_owned_write_not_copied) {
+  // A large std::string or std::vector<char> given by rvalue is written from its own memory.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    auto script = std::make_shared<scripted_stream::script>();
+    tornado::BaseIOStream<scripted_stream> stream(scripted_stream(ex, script));
+    std::string big = pattern(1 << 20);
+    const void* big_bytes = big.data();
+    co_await stream.write(std::move(big));
+    BOOST_TEST_REQUIRE(script->write_calls.size() >= 1u);
+    BOOST_TEST(script->write_calls[0][0].data() == big_bytes);
+    std::vector<char> bytes(1 << 20, 'v');
+    const void* vector_bytes = bytes.data();
+    const std::size_t calls = script->write_calls.size();
+    co_await stream.write(std::move(bytes));
+    BOOST_TEST_REQUIRE(script->write_calls.size() > calls);
+    BOOST_TEST(script->write_calls[calls][0].data() == vector_bytes);
+    BOOST_TEST(script->written.size() == std::size_t(2 << 20));
+  });
+}
+
+BOOST_AUTO_TEST_CASE(test_writes_gathered) {
+  // Writes queued while one is in flight leave together, in one write call.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    auto script = std::make_shared<scripted_stream::script>();
+    script->hold_writes = true;
+    tornado::BaseIOStream<scripted_stream> stream(scripted_stream(ex, script));
+    record first, second, third;
+    stream.write("one", first.handler());
+    stream.write("two", second.handler());
+    stream.write(pattern(100000), third.handler());
+    co_await asio::post(ex, asio::use_awaitable);
+    BOOST_TEST(script->write_calls.size() == 1u);
+    BOOST_TEST(script->written == "one");
+    script->hold_writes = false;
+    script->release();
+    co_await third.wait();
+    BOOST_TEST(first.done());
+    BOOST_TEST(second.done());
+    BOOST_TEST(script->write_calls.size() == 2u);
+    BOOST_TEST(script->written == "onetwo" + pattern(100000));
+  });
+}
+
+BOOST_AUTO_TEST_CASE(test_beast_tcp_stream) {
+  // A BaseIOStream over Beast's tcp_stream: its socket is what set_nodelay and close reach.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    auto acceptor = listen_loopback(ex);
+    tcp::socket peer(ex);
+    co_await peer.async_connect(acceptor.local_endpoint(), asio::use_awaitable);
+    tornado::BaseIOStream<beast::tcp_stream> stream(beast::tcp_stream(co_await acceptor.async_accept(asio::use_awaitable)));
+    stream.set_nodelay(true);
+    tcp::no_delay nodelay;
+    stream.socket().socket().get_option(nodelay);
+    BOOST_TEST(nodelay.value());
+    const std::string request = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    co_await asio::async_write(peer, asio::buffer(request), asio::use_awaitable);
+    BOOST_TEST(co_await stream.read_until("\r\n\r\n") == request);
+    co_await stream.write("HTTP/1.1 204 No Content\r\n\r\n");
+    std::string got;
+    co_await asio::async_read_until(peer, asio::dynamic_buffer(got), "\r\n\r\n", asio::use_awaitable);
+    BOOST_TEST(got == "HTTP/1.1 204 No Content\r\n\r\n");
+    stream.close();
+    BOOST_TEST(!stream.socket().socket().is_open());
+    char c;
+    auto [ec, n] = co_await peer.async_read_some(asio::buffer(&c, 1), asio::as_tuple(asio::use_awaitable));
+    BOOST_TEST(ec == code(asio::error::eof));
   });
 }
 

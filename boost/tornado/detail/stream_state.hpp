@@ -24,6 +24,7 @@
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/regex.hpp>
 #include <array>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -84,12 +85,45 @@ struct read_now_odds {
   void record(bool miss) noexcept { misses = std::uint8_t(misses << 1 | (miss ? 1 : 0)); }
 };
 
+// The layer that is opened and closed: a socket or descriptor itself, the lowest layer of a
+// layered stream (asio::ssl::stream, asio::buffered_stream, ...), the socket of a
+// beast::basic_stream; else the stream itself.
 template <class Stream>
 auto& lowest_layer_of(Stream& s) {
-  if constexpr (is_ssl_stream<Stream>::value)
+  if constexpr (requires { s.lowest_layer(); })
     return s.lowest_layer();
+  else if constexpr (requires { s.socket(); })
+    return s.socket();
   else
     return s;
+}
+
+template <class Layer>
+concept closable_layer = requires(Layer& l, boost::system::error_code& ec) {
+  { l.is_open() } -> std::convertible_to<bool>;
+  l.close(ec);
+};
+
+// Whether the stream underneath is open. A stream of the user's that cannot say counts as
+// open: the stream state's own closed_ then decides.
+template <class Stream>
+bool layer_is_open(Stream& s) {
+  auto& l = lowest_layer_of(s);
+  if constexpr (closable_layer<std::remove_reference_t<decltype(l)>>)
+    return l.is_open();
+  else
+    return true;
+}
+
+// Closes the stream underneath. One that cannot be closed (neither it nor a lower layer has
+// is_open and close(error_code&)) is only no longer used: closing it is up to its owner.
+template <class Stream>
+void close_layer(Stream& s) {
+  auto& l = lowest_layer_of(s);
+  if constexpr (closable_layer<std::remove_reference_t<decltype(l)>>) {
+    boost::system::error_code ignored;
+    l.close(ignored);
+  }
 }
 
 // A non-blocking system call that found nothing to do (no bytes to read, no room to write).

@@ -312,7 +312,7 @@ void stream_state<Stream>::deliver_streaming() {
 
 template <class Stream>
 void stream_state<Stream>::start_read_io(bool try_now) {
-  if (reading_io_ || closed_ || gated_ || !lowest_layer_of(stream_).is_open()) return;
+  if (reading_io_ || closed_ || gated_ || !layer_is_open(stream_)) return;
   boost::asio::mutable_buffer target;
   if (filling()) {
     drain_into();
@@ -366,7 +366,7 @@ template <class Stream>
 void stream_state<Stream>::handle_read_error(const boost::system::error_code& ec) {
   // The write end of a pipe cannot be read: a read kept going only to see the stream close
   // stops there (a failed write will tell).
-  if (ec == boost::asio::error::bad_descriptor && kind_ == read_kind::none && lowest_layer_of(stream_).is_open()) {
+  if (ec == boost::asio::error::bad_descriptor && kind_ == read_kind::none && layer_is_open(stream_)) {
     write_only_ = true;
     return;
   }
@@ -624,9 +624,9 @@ void stream_state<Stream>::close(boost::system::error_code ec) {
 
 template <class Stream>
 void stream_state<Stream>::close_socket() {
-  auto& sock = lowest_layer_of(stream_);
-  boost::system::error_code ignored;
   if constexpr (is_ssl_stream<Stream>::value) {
+    auto& sock = stream_.lowest_layer();
+    boost::system::error_code ignored;
     // Bytes left unread (a TLS 1.3 session ticket, typically) would make the kernel reset the
     // connection and drop what is still queued to send: read them away first.
     if (sock.is_open() && !reading_io_) {
@@ -638,7 +638,7 @@ void stream_state<Stream>::close_socket() {
       sock.non_blocking(nb, ignored);
     }
   }
-  sock.close(ignored);
+  close_layer(stream_);
 }
 
 template <class Stream>
