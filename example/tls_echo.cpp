@@ -2,7 +2,8 @@
 // TCPClient::connect with one). The program makes a throwaway self-signed certificate for
 // "localhost" with the `openssl` command in a temporary directory, serves TLS with it, connects
 // with a client that trusts exactly that certificate (and checks that it names the host), echoes
-// a few lines, shows that a client trusting only the system's CAs is refused, cleans up and exits.
+// a few lines, shows that a client trusting only the system's CAs is refused, and that the
+// trusted certificate is refused under another name, cleans up and exits.
 #include <boost/tornado/ioloop.hpp>
 #include <boost/tornado/iostream.hpp>
 #include <boost/tornado/netutil.hpp>
@@ -10,6 +11,7 @@
 #include <boost/tornado/tcpserver.hpp>
 
 #include <boost/asio/this_coro.hpp>
+#include <openssl/x509_vfy.h>
 
 #include <chrono>
 #include <cstdio>
@@ -87,7 +89,20 @@ static asio::awaitable<void> client(unsigned short port, asio::ssl::context& tru
     co_await client.connect("localhost", port, system_cas, options);
     throw std::runtime_error("an untrusted certificate was accepted");
   } catch (const tornado::StreamClosedError& e) {
+    // real_error() says why: {X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT, certificate_category()}.
     std::printf("a client trusting only the system's CAs is refused: %s\n", e.real_error().message().c_str());
+  }
+
+  // Trusted, but reached under a name it does not carry: refused for the name, a reason of its
+  // own (X509_V_ERR_HOSTNAME_MISMATCH).
+  tornado::SSLIOStream elsewhere(tcp::socket(co_await asio::this_coro::executor), trusting_us);
+  try {
+    co_await elsewhere.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), "example.com");
+    throw std::runtime_error("a certificate for another name was accepted");
+  } catch (const tornado::StreamClosedError& e) {
+    if (e.real_error() != boost::system::error_code(X509_V_ERR_HOSTNAME_MISMATCH, tornado::certificate_category()))
+      throw;
+    std::printf("the same certificate, expected to be example.com's: %s\n", e.real_error().message().c_str());
   }
 }
 
