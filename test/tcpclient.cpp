@@ -345,6 +345,16 @@ asio::awaitable<std::tuple<error_code, IOStream>> connect_resolved(const endpoin
   co_return co_await connect_resolved(eps, none);
 }
 
+// Two addresses that both refuse: the connection fails with the last attempt's refusal.
+asio::awaitable<void> expect_all_refused(asio::any_io_executor ex, const asio::ip::address& first,
+                                         const asio::ip::address& second, const connect_options& options) {
+  auto a = make_refusing_port(ex, first);
+  auto b = make_refusing_port(ex, second);
+  endpoints eps{a.endpoint, b.endpoint};
+  auto [ec, stream] = co_await connect_resolved(eps, options);
+  BOOST_TEST(ec == code(asio::error::connection_refused), ec.message());
+}
+
 connect_options with_timeout(std::chrono::milliseconds t) {
   connect_options o;
   o.timeout = t;
@@ -401,11 +411,8 @@ BOOST_AUTO_TEST_CASE(test_one_family_second_try) {
 BOOST_AUTO_TEST_CASE(test_one_family_second_try_failure) {
   // Every address of the one family refuses: the last refusal is the error.
   connector_case([](asio::any_io_executor ex) -> asio::awaitable<void> {
-    auto first = make_refusing_port(ex, loopback_v6);
-    auto second = make_refusing_port(ex, loopback_v6);
-    endpoints eps{first.endpoint, second.endpoint};
-    auto [ec, stream] = co_await connect_resolved(eps);
-    BOOST_TEST(ec == code(asio::error::connection_refused), ec.message());
+    const connect_options none;
+    co_await expect_all_refused(ex, loopback_v6, loopback_v6, none);
   });
 }
 
@@ -491,11 +498,8 @@ BOOST_AUTO_TEST_CASE(test_success_after_timeout) {
 BOOST_AUTO_TEST_CASE(test_all_fail) {
   // Every address of both families refuses; the error is the last attempt's.
   connector_case([](asio::any_io_executor ex) -> asio::awaitable<void> {
-    auto first = make_refusing_port(ex, loopback_v6);
-    auto second = make_refusing_port(ex, loopback_v4);
-    endpoints eps{first.endpoint, second.endpoint};
-    auto [ec, stream] = co_await connect_resolved(eps);
-    BOOST_TEST(ec == code(asio::error::connection_refused), ec.message());
+    const connect_options none;
+    co_await expect_all_refused(ex, loopback_v6, loopback_v4, none);
   });
 }
 
@@ -546,12 +550,8 @@ BOOST_AUTO_TEST_CASE(test_one_family_second_try_after_connect_timeout) {
 BOOST_AUTO_TEST_CASE(test_one_family_second_try_failure_before_connect_timeout) {
   // Every address refuses before the timeout: the refusal, not a timeout.
   connector_case([](asio::any_io_executor ex) -> asio::awaitable<void> {
-    auto first = make_refusing_port(ex, loopback_v6);
-    auto second = make_refusing_port(ex, loopback_v6);
-    endpoints eps{first.endpoint, second.endpoint};
     const auto options = with_timeout(2s);
-    auto [ec, stream] = co_await connect_resolved(eps, options);
-    BOOST_TEST(ec == code(asio::error::connection_refused), ec.message());
+    co_await expect_all_refused(ex, loopback_v6, loopback_v6, options);
   });
 }
 
