@@ -2672,7 +2672,8 @@ BOOST_AUTO_TEST_CASE(test_reset_and_timeout_close_quietly) {
 }
 
 BOOST_AUTO_TEST_CASE(test_owned_write_not_copied) {
-  // A large std::string or std::vector<char> given by rvalue is written from its own memory.
+  // A large std::string, or std::vector of char, unsigned char or std::byte, given by rvalue
+  // is written from its own memory.
   asio::io_context ctx(1);
   run(ctx, [&]() -> asio::awaitable<void> {
     auto ex = co_await asio::this_coro::executor;
@@ -2689,7 +2690,20 @@ BOOST_AUTO_TEST_CASE(test_owned_write_not_copied) {
     co_await stream.write(std::move(bytes));
     BOOST_TEST_REQUIRE(script->write_calls.size() > calls);
     BOOST_TEST(script->write_calls[calls][0].data() == vector_bytes);
-    BOOST_TEST(script->written.size() == std::size_t(2 << 20));
+    std::vector<unsigned char> u(1 << 20, 'u');
+    const void* u_bytes = u.data();
+    co_await stream.write(std::move(u));
+    BOOST_TEST(script->write_calls.back()[0].data() == u_bytes);
+    std::vector<std::byte> b(1 << 20, std::byte{'b'});
+    const void* b_bytes = b.data();
+    co_await stream.write(std::move(b));
+    BOOST_TEST(script->write_calls.back()[0].data() == b_bytes);
+    BOOST_TEST(script->written.size() == std::size_t(4 << 20));
+    BOOST_TEST(script->written.substr((3 << 20) - 2, 4) == "uubb");
+    // Small ones are copied, and still arrive.
+    std::vector<std::byte> small{std::byte{'o'}, std::byte{'k'}};
+    co_await stream.write(std::move(small));
+    BOOST_TEST(script->written.substr(4 << 20) == "ok");
   });
 }
 

@@ -14,6 +14,7 @@
 #include <string>
 #include <type_traits>
 #include <utility>
+#include <variant>
 #include <vector>
 
 namespace boost::tornado::detail {
@@ -152,7 +153,7 @@ public:
     if constexpr (std::is_same_v<std::decay_t<Owned>, std::string>)
       pc.s = std::move(owned);
     else
-      pc.v = std::move(owned);
+      pc.v.template emplace<std::decay_t<Owned>>(std::move(owned));
     pieces_.push_back(std::move(pc));
     size_ += n;
   }
@@ -201,17 +202,36 @@ public:
 
 private:
   struct piece {
-    std::string s;
-    std::vector<char> v;
+    std::string s;  // a copied block or an owned string, unless v holds a vector
+    std::variant<std::monostate, std::vector<char>, std::vector<unsigned char>, std::vector<std::byte>> v;
     bool copied = false;
-    const char* data() const noexcept { return v.empty() ? s.data() : v.data(); }
-    std::size_t size() const noexcept { return v.empty() ? s.size() : v.size(); }
+    bool holds_vector() const noexcept { return v.index() != 0; }
+    const char* data() const noexcept {
+      return std::visit(
+          [this](const auto& x) -> const char* {
+            if constexpr (std::is_same_v<std::decay_t<decltype(x)>, std::monostate>)
+              return s.data();
+            else
+              return reinterpret_cast<const char*>(x.data());
+          },
+          v);
+    }
+    std::size_t size() const noexcept {
+      return std::visit(
+          [this](const auto& x) -> std::size_t {
+            if constexpr (std::is_same_v<std::decay_t<decltype(x)>, std::monostate>)
+              return s.size();
+            else
+              return x.size();
+          },
+          v);
+    }
   };
 
   void pop_front() noexcept {
     piece& pc = pieces_[head_];
     // The block goes to this thread's pool, not kept per stream.
-    if (pc.v.empty()) string_pool::give(std::move(pc.s));
+    if (!pc.holds_vector()) string_pool::give(std::move(pc.s));
     pc = piece();
     offset_ = 0;
     if (++head_ == pieces_.size()) {

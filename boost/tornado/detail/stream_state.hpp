@@ -50,9 +50,11 @@ struct stream_options {
 
 namespace detail {
 
-// Buffers a write takes over instead of copying: a std::string or std::vector<char> rvalue.
+// Buffers a write takes over instead of copying: a std::string, or a std::vector of char,
+// unsigned char (std::uint8_t) or std::byte, as an rvalue.
 template <class T>
-concept owned_bytes = std::is_same_v<T, std::string> || std::is_same_v<T, std::vector<char>>;
+concept owned_bytes = std::is_same_v<T, std::string> || std::is_same_v<T, std::vector<char>> ||
+                      std::is_same_v<T, std::vector<unsigned char>> || std::is_same_v<T, std::vector<std::byte>>;
 
 enum class read_kind : std::uint8_t { none, bytes, until, regex, into, until_close };
 

@@ -463,13 +463,14 @@ void stream_state<Stream>::begin_write(Handler&& handler, Data&& data) {
   else if (opts_.max_write_buffer_size != no_limit && wq_.size() + n > opts_.max_write_buffer_size)
     ec = make_error_code(error::stream_buffer_full);
   if (ec) return post_completion(std::forward<Handler>(handler), stream_.get_executor(), ec);
-  const std::size_t sent = send_now(static_cast<const char*>(data.data()), n);
+  const char* bytes = static_cast<const char*>(static_cast<const void*>(data.data()));
+  const std::size_t sent = send_now(bytes, n);
   total_queued_ += n;
   total_sent_ += sent;
   if (sent < n && !closed_) {
     // The rest waits in the queue: small data copied, large owned buffers taken.
     if constexpr (std::is_same_v<Data, boost::asio::const_buffer>) {
-      wq_.append_copy(static_cast<const char*>(data.data()) + sent, n - sent);
+      wq_.append_copy(bytes + sent, n - sent);
     } else {
       wq_.append_owned(std::move(data));
       if (sent) wq_.consume(sent);  // the queue was empty: the head piece is this one
