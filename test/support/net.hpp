@@ -336,9 +336,6 @@ inline bool is_ssl_error(const error_code& ec) {
   return ec && ec.category() == asio::error::get_ssl_category();
 }
 
-// The peer's certificate (or its name) was refused: the reason, in tornado::certificate_category().
-inline bool is_verify_error(const error_code& ec) { return ec && ec.category() == tornado::certificate_category(); }
-
 // The peer's certificate was refused for `reason` (an X509_V_ERR_* value).
 inline bool is_verify_error(const error_code& ec, long reason) {
   return ec == error_code(static_cast<int>(reason), tornado::certificate_category());

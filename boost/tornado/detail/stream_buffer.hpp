@@ -153,7 +153,7 @@ public:
     if constexpr (std::is_same_v<std::decay_t<Owned>, std::string>)
       pc.s = std::move(owned);
     else
-      pc.v.template emplace<std::decay_t<Owned>>(std::move(owned));
+      pc.take(std::move(owned));
     pieces_.push_back(std::move(pc));
     size_ += n;
   }
@@ -202,30 +202,21 @@ public:
 
 private:
   struct piece {
-    std::string s;  // a copied block or an owned string, unless v holds a vector
+    std::string s;  // a copied block or an owned string, unless a vector is held
+    // An owned vector (its bytes stay put when the piece moves), and where they are.
     std::variant<std::monostate, std::vector<char>, std::vector<unsigned char>, std::vector<std::byte>> v;
+    const char* vbytes = nullptr;
+    std::size_t vsize = 0;
     bool copied = false;
-    bool holds_vector() const noexcept { return v.index() != 0; }
-    const char* data() const noexcept {
-      return std::visit(
-          [this](const auto& x) -> const char* {
-            if constexpr (std::is_same_v<std::decay_t<decltype(x)>, std::monostate>)
-              return s.data();
-            else
-              return reinterpret_cast<const char*>(x.data());
-          },
-          v);
+    template <class Vector>
+    void take(Vector&& owned) {
+      auto& held = v.template emplace<std::decay_t<Vector>>(std::move(owned));
+      vbytes = reinterpret_cast<const char*>(held.data());
+      vsize = held.size();
     }
-    std::size_t size() const noexcept {
-      return std::visit(
-          [this](const auto& x) -> std::size_t {
-            if constexpr (std::is_same_v<std::decay_t<decltype(x)>, std::monostate>)
-              return s.size();
-            else
-              return x.size();
-          },
-          v);
-    }
+    bool holds_vector() const noexcept { return vbytes != nullptr; }
+    const char* data() const noexcept { return vbytes ? vbytes : s.data(); }
+    std::size_t size() const noexcept { return vbytes ? vsize : s.size(); }
   };
 
   void pop_front() noexcept {

@@ -31,10 +31,7 @@ public:
                                                               boost::asio::ip::tcp::resolver::results_type r) {
                               if (self->finished_) return;
                               if (ec) return self->finish(ec, std::nullopt);
-                              std::vector<boost::asio::ip::tcp::endpoint> endpoints;
-                              endpoints.reserve(r.size());
-                              for (const auto& entry : r) endpoints.push_back(entry.endpoint());
-                              self->connect_to(endpoints);
+                              self->connect_to(r);
                             });
   }
 
@@ -63,9 +60,11 @@ private:
     }
   }
 
-  void connect_to(const std::vector<boost::asio::ip::tcp::endpoint>& endpoints) {
+  // `endpoints`: resolver results or endpoints, in the resolver's order.
+  template <class Endpoints>
+  void connect_to(const Endpoints& endpoints) {
     // The first address's family goes first, the other waits (Tornado's _Connector.split).
-    for (const auto& ep : endpoints) {
+    for (const boost::asio::ip::tcp::endpoint ep : endpoints) {
       int fam = ep.address().is_v4() ? AF_INET : AF_INET6;
       if (opts_.family != AF_UNSPEC && fam != opts_.family) continue;
       if (lists_[0].empty() || (lists_[0].front().address().is_v4() == ep.address().is_v4()))
