@@ -3,6 +3,7 @@
 
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <array>
 #include <list>
 #include <memory>
 #include <optional>
@@ -10,6 +11,20 @@
 
 namespace boost::tornado {
 namespace detail {
+
+// Tornado's _Connector.split: the addresses of the first address's family form the primary
+// list, the others the secondary, each in the order given. With `family` other than AF_UNSPEC
+// the addresses of the other family are dropped.
+template <class Endpoints>
+std::array<std::vector<boost::asio::ip::tcp::endpoint>, 2> split_families(const Endpoints& endpoints, int family) {
+  std::array<std::vector<boost::asio::ip::tcp::endpoint>, 2> lists;
+  for (const boost::asio::ip::tcp::endpoint ep : endpoints) {
+    if (family != AF_UNSPEC && family != (ep.address().is_v4() ? AF_INET : AF_INET6)) continue;
+    const bool primary = lists[0].empty() || lists[0].front().address().is_v4() == ep.address().is_v4();
+    lists[primary ? 0 : 1].push_back(ep);
+  }
+  return lists;
+}
 
 // One connect(): resolution, the racing attempts and the optional handshake, under one
 // deadline. Shared by the attempts' and timers' handlers, which outlive each other in any
@@ -63,15 +78,7 @@ private:
   // `endpoints`: resolver results or endpoints, in the resolver's order.
   template <class Endpoints>
   void connect_to(const Endpoints& endpoints) {
-    // The first address's family goes first, the other waits (Tornado's _Connector.split).
-    for (const boost::asio::ip::tcp::endpoint ep : endpoints) {
-      int fam = ep.address().is_v4() ? AF_INET : AF_INET6;
-      if (opts_.family != AF_UNSPEC && fam != opts_.family) continue;
-      if (lists_[0].empty() || (lists_[0].front().address().is_v4() == ep.address().is_v4()))
-        lists_[0].push_back(ep);
-      else
-        lists_[1].push_back(ep);
-    }
+    lists_ = split_families(endpoints, opts_.family);
     remaining_ = static_cast<int>(lists_[0].size() + lists_[1].size());
     if (!remaining_) return finish(boost::asio::error::host_not_found, std::nullopt);
     try_connect(0);
@@ -190,7 +197,7 @@ private:
   std::string host_;
   boost::asio::ip::tcp::resolver resolver_;
   boost::asio::steady_timer family_timer_, deadline_;
-  std::vector<boost::asio::ip::tcp::endpoint> lists_[2];
+  std::array<std::vector<boost::asio::ip::tcp::endpoint>, 2> lists_;
   std::size_t next_[2] = {0, 0};
   int remaining_ = 0;
   boost::system::error_code last_error_;
