@@ -27,6 +27,7 @@
 #include <functional>
 #include <deque>
 #include <utility>
+#include <fcntl.h>
 #include <unistd.h>
 #include <array>
 #include <chrono>
@@ -1101,6 +1102,53 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(test_connection_refused, P, socket_transports) {
   });
 }
 
+BOOST_AUTO_TEST_CASE_TEMPLATE(test_inline_read_error, P, socket_transports) {
+  // The socket fails under a read being started: the read fails with StreamClosedError whose
+  // real_error() is the system's error, and the stream closes with it. Tornado closes the
+  // descriptor under the socket; here /dev/null takes its place, so the socket object still
+  // owns what it will close. Tornado raises an error met by a read made inside the call
+  // without logging it; here no read is made inside the call, so the error arrives as
+  // Tornado's asynchronous ones do: logged once.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto p = co_await P::make();
+    test::log_capture logs;
+    const int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    BOOST_TEST_REQUIRE(null >= 0);
+    BOOST_TEST_REQUIRE(::dup2(null, p.rs.socket().lowest_layer().native_handle()) >= 0);
+    ::close(null);
+    auto e = co_await expect_closed(p.rs.read_bytes(1));
+    BOOST_TEST(e.real_error().failed());
+    BOOST_TEST(p.rs.error() == e.real_error());
+    if constexpr (std::is_same_v<P, tcp_streams>) BOOST_TEST(e.real_error() == code(asio::error::not_socket));
+    std::size_t logged = 0;
+    for (auto& line : logs.lines()) logged += line.find("Read error") != std::string::npos;
+    BOOST_TEST(logged == 1u);
+    p.ws.close();
+  });
+}
+
+BOOST_AUTO_TEST_CASE(test_read_until_close_with_error) {
+  // A read error under read_until_close. Tornado raises it from the call when the read was
+  // made inside the call, and otherwise closes the stream, completing the read with what came
+  // before. Here no read is made inside the call: the error is logged once, the stream closes
+  // with it, and read_until_close completes with the bytes that came before it.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    auto script = std::make_shared<scripted_stream::script>();
+    script->reads = {{"some ", {}}, {"data", {}}, {"", make_error_code(asio::error::no_memory)}};
+    tornado::BaseIOStream<scripted_stream> stream(scripted_stream(ex, script));
+    test::log_capture logs;
+    BOOST_TEST(co_await stream.read_until_close() == "some data");
+    BOOST_TEST(stream.closed());
+    BOOST_TEST(stream.error() == code(asio::error::no_memory));
+    std::size_t logged = 0;
+    for (auto& line : logs.lines()) logged += line.find("Read error") != std::string::npos;
+    BOOST_TEST(logged == 1u);
+  });
+}
+
 BOOST_AUTO_TEST_CASE_TEMPLATE(test_future_write, P, socket_transports) {
   // Concurrent writers clog the socket; every write's completion still comes (none orphaned).
   const std::size_t m = 5000, n = 100, nproducers = 10;
@@ -1148,6 +1196,35 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(test_read_until_close, P, socket_transports) {
     std::string data = co_await stream.read_until_close();
     BOOST_TEST(starts_with(data, "HTTP/1.1 200"));
     BOOST_TEST(ends_with(data, "Hello"));
+    if (*failure) std::rethrow_exception(*failure);
+  });
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(test_connection_closed, P, socket_transports) {
+  // The server sends its response and closes: the response is read whole before the stream
+  // closes itself, though the end of file is already there with the data (epoll reports both
+  // in one event).
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    auto failure = std::make_shared<std::exception_ptr>();
+    auto served = std::make_shared<tornado::Event>();
+    auto acceptor = listen_loopback(ex);
+    const auto ep = acceptor.local_endpoint();
+    asio::co_spawn(ex, P::serve_hello(std::move(acceptor)), [failure, served](std::exception_ptr e) {
+      if (e) *failure = e;
+      served->set();
+    });
+    auto stream = P::make_client(ex);
+    co_await P::connect(stream, ep);
+    co_await stream.write("GET / HTTP/1.0\r\nConnection: close\r\n\r\n");
+    co_await served->wait(5s);  // the server has answered and closed its socket
+    std::string header = co_await stream.read_until("\r\n\r\n");
+    BOOST_TEST(starts_with(header, "HTTP/1.1 200 OK\r\n"));
+    const std::size_t length = std::stoul(header.substr(header.find("Content-Length:") + 15));
+    BOOST_TEST(co_await stream.read_bytes(length) == "Hello");
+    co_await expect_closed(stream.read_bytes(1));
+    BOOST_TEST(stream.closed());
     if (*failure) std::rethrow_exception(*failure);
   });
 }
