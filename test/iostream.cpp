@@ -5,6 +5,7 @@
 #include <boost/tornado/iostream.hpp>
 
 #define BOOST_TEST_MODULE iostream
+#include "support/net.hpp"
 #include "support/test.hpp"
 #include <boost/tornado/locks.hpp>
 #include <boost/asio/as_tuple.hpp>
@@ -59,35 +60,11 @@ using tornado::no_limit;
 using tornado::stream_options;
 using namespace std::chrono_literals;
 using namespace asio::experimental::awaitable_operators;
+using namespace test;
 
 namespace {
 
 // ---- driving the loop ----
-
-// Runs `body` as a coroutine on `ctx` until it finishes and rethrows what it threw. A hang
-// fails the test after `limit` instead of blocking the run.
-template <class F>
-void run(asio::io_context& ctx, F&& body, std::chrono::steady_clock::duration limit = 30s) {
-  bool done = false;
-  std::exception_ptr error;
-  asio::co_spawn(ctx, std::forward<F>(body), [&](std::exception_ptr e) {
-    done = true;
-    error = e;
-  });
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!done && ctx.run_one_until(deadline)) {
-  }
-  BOOST_REQUIRE_MESSAGE(done, "the test's coroutine did not finish in time (hang)");
-  // What closing the streams posted (close callbacks, completions) runs too.
-  ctx.restart();
-  ctx.poll();
-  if (error) std::rethrow_exception(error);
-}
-
-asio::awaitable<void> sleep_for(std::chrono::steady_clock::duration d) {
-  asio::steady_timer timer(co_await asio::this_coro::executor, d);
-  co_await timer.async_wait(asio::use_awaitable);
-}
 
 // Lets what is ready on the loop run `n` times before resuming.
 asio::awaitable<void> yield_to_loop(int n = 1) {
@@ -95,38 +72,10 @@ asio::awaitable<void> yield_to_loop(int n = 1) {
   for (int i = 0; i < n; ++i) co_await asio::post(ex, asio::use_awaitable);
 }
 
-// `op`, or an exception once `limit` has passed: a read that would hang fails instead.
-template <class T>
-asio::awaitable<T> within(asio::awaitable<T> op, std::chrono::steady_clock::duration limit = 3s) {
-  auto r = co_await (std::move(op) || sleep_for(limit));
-  if (r.index() == 1) throw std::runtime_error("operation did not complete in time");
-  if constexpr (!std::is_void_v<T>) co_return std::get<0>(std::move(r));
-}
-
-template <tornado::awaited_operation Op>
-auto within(Op op, std::chrono::steady_clock::duration limit = 3s) {
-  return within(std::move(op).as_awaitable(), limit);
-}
-
 // The StreamClosedError an operation fails with; an exception if it succeeds.
-template <class T>
-asio::awaitable<StreamClosedError> expect_closed(asio::awaitable<T> op) {
-  try {
-    co_await std::move(op);
-  } catch (const StreamClosedError& e) {
-    co_return e;
-  }
-  throw std::runtime_error("expected StreamClosedError, the operation succeeded");
-}
-
-template <tornado::awaited_operation Op>
+template <class Op>
 auto expect_closed(Op op) {
-  return expect_closed(std::move(op).as_awaitable());
-}
-
-template <class E>
-error_code code(E e) {
-  return error_code(e);
+  return expect_throw<StreamClosedError>(std::move(op));
 }
 
 // The outcome of an operation started with a callback token. wait() resumes once it has
@@ -375,92 +324,11 @@ bool ends_with(const std::string& s, std::string_view p) {
   return s.size() >= p.size() && s.compare(s.size() - p.size(), p.size(), p) == 0;
 }
 
-// ---- TLS material: a self-signed certificate for localhost / 127.0.0.1, made per run ----
-
-struct tls_files {
-  std::filesystem::path dir, cert, key;
-  tls_files() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "tornado-iostream-XXXXXX").string();
-    if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-    dir = tmpl;
-    cert = dir / "cert.pem";
-    key = dir / "key.pem";
-    std::string cmd =
-        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2"
-        " -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1"
-        " -keyout '" + key.string() + "' -out '" + cert.string() + "' >/dev/null 2>&1";
-    if (std::system(cmd.c_str()) != 0) throw std::runtime_error("openssl could not make the test certificate");
-  }
-  ~tls_files() {
-    std::error_code ec;
-    std::filesystem::remove_all(dir, ec);
-  }
-};
-
-const tls_files& tls() {
-  static const tls_files files;
-  return files;
-}
-
-asio::ssl::context& server_tls() {
-  static asio::ssl::context ctx = [] {
-    asio::ssl::context c(asio::ssl::context::tls_server);
-    c.use_certificate_chain_file(tls().cert.string());
-    c.use_private_key_file(tls().key.string(), asio::ssl::context::pem);
-    return c;
-  }();
-  return ctx;
-}
-
-// Trusts the test certificate.
-asio::ssl::context& client_tls() {
-  static asio::ssl::context ctx = [] {
-    asio::ssl::context c(asio::ssl::context::tls_client);
-    c.load_verify_file(tls().cert.string());
-    return c;
-  }();
-  return ctx;
-}
-
-// The default configuration (the system's authorities): does not trust the test certificate.
-asio::ssl::context& default_client_tls() {
-  static asio::ssl::context ctx = [] {
-    asio::ssl::context c(asio::ssl::context::tls_client);
-    c.set_default_verify_paths();
-    return c;
-  }();
-  return ctx;
-}
-
-bool is_ssl_error(const error_code& ec) { return ec && ec.category() == asio::error::get_ssl_category(); }
-// The peer's certificate was refused for `reason` (an X509_V_ERR_* value).
-bool is_verify_error(const error_code& ec, long reason) {
-  return ec == error_code(static_cast<int>(reason), tornado::certificate_category());
-}
-
 // ---- connections ----
 
-const asio::ip::address loopback = asio::ip::make_address("127.0.0.1");
+const asio::ip::address loopback = loopback_v4;
 
 tcp::acceptor listen_loopback(const asio::any_io_executor& ex) { return tcp::acceptor(ex, tcp::endpoint(loopback, 0)); }
-
-// Tornado's refusing_port(): a loopback port nothing listens on, held by a connected client
-// socket so that nothing else takes it while the test runs.
-struct refusing_port {
-  tcp::socket holder;
-  tcp::endpoint endpoint;
-};
-
-refusing_port make_refusing_port(const asio::any_io_executor& ex) {
-  auto acceptor = listen_loopback(ex);
-  tcp::socket client(ex);
-  client.connect(acceptor.local_endpoint());
-  tcp::socket conn = acceptor.accept();
-  conn.close();
-  acceptor.close();
-  tcp::endpoint ep(loopback, client.local_endpoint().port());
-  return {std::move(client), ep};
-}
 
 // A stream and the raw socket at the other end (to reset, half close, write byte by byte).
 struct raw_peer {
@@ -3100,26 +2968,7 @@ BOOST_AUTO_TEST_CASE(test_teardown_at_every_step) {
     p.ws.close();
     co_await closed->event.wait(5s);
   };
-  std::size_t steps = 0;
-  {
-    asio::io_context ctx(1);
-    bool done = false;
-    std::exception_ptr error;
-    asio::co_spawn(ctx, session, [&](std::exception_ptr e) {
-      done = true;
-      error = e;
-    });
-    while (!done && ctx.run_one_for(5s)) ++steps;
-    BOOST_REQUIRE(done);
-    if (error) std::rethrow_exception(error);
-  }
-  BOOST_TEST_MESSAGE("session steps: " << steps);
-  for (std::size_t k = 0; k <= steps; ++k) {
-    asio::io_context ctx(1);
-    asio::co_spawn(ctx, session, asio::detached);
-    for (std::size_t i = 0; i < k; ++i)
-      if (!ctx.run_one_for(5s)) break;
-  }
+  teardown_at_every_step(session);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

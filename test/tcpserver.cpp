@@ -687,26 +687,7 @@ BOOST_AUTO_TEST_CASE(test_teardown_at_every_step) {
     server.stop();
     co_await expect_echo(c, "after stop\n");
   };
-  std::size_t steps = 0;
-  {
-    asio::io_context ctx(1);
-    bool done = false;
-    std::exception_ptr error;
-    asio::co_spawn(ctx, session, [&](std::exception_ptr e) {
-      done = true;
-      error = e;
-    });
-    while (!done && ctx.run_one_for(5s)) ++steps;
-    BOOST_REQUIRE(done);
-    if (error) std::rethrow_exception(error);
-  }
-  BOOST_TEST_MESSAGE("session steps: " << steps);
-  for (std::size_t k = 0; k <= steps; ++k) {
-    asio::io_context ctx(1);
-    asio::co_spawn(ctx, session, asio::detached);
-    for (std::size_t i = 0; i < k; ++i)
-      if (!ctx.run_one_for(5s)) break;
-  }
+  teardown_at_every_step(session);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
