@@ -326,9 +326,7 @@ bool ends_with(const std::string& s, std::string_view p) {
 
 // ---- connections ----
 
-const asio::ip::address loopback = loopback_v4;
-
-tcp::acceptor listen_loopback(const asio::any_io_executor& ex) { return tcp::acceptor(ex, tcp::endpoint(loopback, 0)); }
+tcp::acceptor listen_loopback(const asio::any_io_executor& ex) { return tcp::acceptor(ex, tcp::endpoint(loopback_v4, 0)); }
 
 // A stream and the raw socket at the other end (to reset, half close, write byte by byte).
 struct raw_peer {
