@@ -680,6 +680,55 @@ BOOST_AUTO_TEST_CASE(test_source_ip_of_the_secondary_family) {
   });
 }
 
+BOOST_AUTO_TEST_CASE(test_source_port_of_both_families) {
+  // A source port without a source address binds each attempt to its family's wildcard address
+  // and that port. The IPv6 attempt holds the port for IPv6 only, so the IPv4 attempt, started
+  // after the delay while the first still waits, binds the same port and wins.
+  connector_case([](asio::any_io_executor ex) -> asio::awaitable<void> {
+    hanging_port hanging(ex, loopback_v6);
+    test_server secondary(ex, AF_INET, "127.0.0.1");
+    endpoints eps{hanging.endpoint, v4(secondary.port)};
+    connect_options options;
+    options.source_port = free_port(ex);
+    options.timeout = 5s;
+    auto [ec, stream] = co_await connect_resolved(eps, options);
+    BOOST_TEST_REQUIRE(!ec, ec.message());
+    BOOST_TEST(stream.socket().local_endpoint().port() == options.source_port);
+    auto a = co_await next_accepted(*secondary.queue);
+    BOOST_TEST(a.peer.port() == options.source_port);
+  });
+}
+
+BOOST_AUTO_TEST_CASE(test_tls_race_ends_with_the_winner) {
+  // With TLS the operation goes on after a connection wins, through its handshake; the race is
+  // over all the same, as Tornado's connector is once it has a stream. Here the secondary
+  // family wins after the delay, and the primary's hanging attempt, closed, fails meanwhile:
+  // that failure must not start the primary family's next address.
+  connector_case([](asio::any_io_executor ex) -> asio::awaitable<void> {
+    hanging_port hanging(ex, loopback_v6);
+    tcp::acceptor next_primary(ex, tcp::endpoint(loopback_v6, 0));  // listens, never accepts
+    TCPServer secondary(ex, &echo<SSLIOStream>, server_tls());
+    secondary.listen(0, "127.0.0.1");
+    const auto port = secondary.endpoints().front().port();
+    endpoints eps{hanging.endpoint, next_primary.local_endpoint(), v4(port)};
+    connect_record<SSLIOStream> r;
+    using handler = decltype(r.handler());
+    std::make_shared<tornado::detail::tcp_connector<SSLIOStream, handler>>(ex, connect_options(), &client_tls(),
+                                                                           r.handler())
+        ->start_resolved("localhost", eps);
+    co_await r.wait();
+    BOOST_TEST_REQUIRE(!r.ec(), r.ec().message());
+    BOOST_TEST(r.stream().socket().lowest_layer().remote_endpoint() == v4(port));
+    co_await expect_echo(r.stream(), "the winner\n");
+    // No connection reaches the primary family's next address.
+    using namespace asio::experimental::awaitable_operators;
+    const std::chrono::steady_clock::duration limit = 300ms;
+    auto accept = next_primary.async_accept(asio::use_awaitable);
+    auto first = co_await (std::move(accept) || sleep_for(limit));
+    BOOST_TEST(first.index() == 1u);
+  });
+}
+
 BOOST_AUTO_TEST_CASE(test_family_restriction) {
   // connect_options::family keeps one family: the other's server is never contacted.
   connector_case([](asio::any_io_executor ex) -> asio::awaitable<void> {
@@ -1080,6 +1129,81 @@ BOOST_AUTO_TEST_CASE(test_tls_refused) {
     TCPClient client(ex);
     auto e = co_await expect_throw<StreamClosedError>(client.connect("127.0.0.1", refusing.endpoint.port(), client_tls()));
     BOOST_TEST(e.real_error() == code(asio::error::connection_refused));
+  });
+}
+
+BOOST_AUTO_TEST_CASE(test_tls_verification_off) {
+  // connect_options::verify = false, an explicit choice (Tornado: cert_reqs=CERT_NONE and
+  // check_hostname=False): a certificate nobody vouches for, naming another host, is accepted.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    TCPServer server(ex, &echo<SSLIOStream>, other_server_tls());
+    server.listen(0, "127.0.0.1");
+    const auto port = server.endpoints().front().port();
+    TCPClient client(ex);
+    connect_options off;
+    off.verify = false;
+    SSLIOStream s = co_await client.connect("localhost", port, default_client_tls(), off);
+    co_await expect_echo(s, "not verified\n");
+    // The same connection with the default options is refused.
+    test::log_capture logs;
+    auto e = co_await expect_throw<StreamClosedError>(client.connect("localhost", port, default_client_tls()));
+    BOOST_TEST((e.real_error().category() == tornado::certificate_category()), "real_error: " << e.real_error().message());
+  });
+}
+
+BOOST_AUTO_TEST_CASE(test_tls_handshake_failure) {
+  // A server that answers in plain text: the handshake fails with OpenSSL's error, told apart
+  // from a refused certificate by its category.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    auto plain = [](IOStream s, tcp::endpoint) -> asio::awaitable<void> {
+      try {
+        co_await s.write("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+      } catch (const StreamClosedError&) {
+      }
+      s.close();
+    };
+    TCPServer server(ex, plain);
+    server.listen(0, "127.0.0.1");
+    TCPClient client(ex);
+    test::log_capture logs;
+    auto e = co_await expect_throw<StreamClosedError>(
+        client.connect("localhost", server.endpoints().front().port(), client_tls()));
+    BOOST_TEST(is_ssl_error(e.real_error()), "real_error: " << e.real_error().message());
+    BOOST_TEST((e.real_error().category() != tornado::certificate_category()));
+  });
+}
+
+namespace {
+// The server name each handshake sent ("" for none).
+int record_server_name(SSL* ssl, int*, void* names) {
+  const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  static_cast<std::vector<std::string>*>(names)->push_back(name ? name : "");
+  return SSL_TLSEXT_ERR_OK;
+}
+} // namespace
+
+BOOST_AUTO_TEST_CASE(test_tls_server_name_sent) {
+  // The client names the host it connects to (SNI), and no address: RFC 6066 allows names only.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    std::vector<std::string> names;
+    asio::ssl::context server_ctx = make_server_tls(tls().cert, tls().key);
+    SSL_CTX_set_tlsext_servername_callback(server_ctx.native_handle(), &record_server_name);
+    SSL_CTX_set_tlsext_servername_arg(server_ctx.native_handle(), &names);
+    TCPServer server(ex, &echo<SSLIOStream>, server_ctx);
+    server.listen(0, "127.0.0.1");
+    const auto port = server.endpoints().front().port();
+    TCPClient client(ex);
+    SSLIOStream by_name = co_await client.connect("localhost", port, client_tls());
+    co_await expect_echo(by_name, "by name\n");
+    SSLIOStream by_address = co_await client.connect("127.0.0.1", port, client_tls());
+    co_await expect_echo(by_address, "by address\n");
+    BOOST_TEST(names == (std::vector<std::string>{"localhost", ""}), boost::test_tools::per_element());
   });
 }
 

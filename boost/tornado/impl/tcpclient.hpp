@@ -2,6 +2,7 @@
 #define BOOST_TORNADO_IMPL_TCPCLIENT_HPP
 
 #include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <array>
 #include <list>
@@ -90,15 +91,20 @@ private:
     }
   }
 
+  // Attempts start only while no connection has won: with TLS the operation goes on after the
+  // win, through the handshake, and a loser's failure or the family timer's queued expiry must
+  // not start another attempt then (Tornado's connector is done once it has a stream).
+  bool racing() const noexcept { return !finished_ && !won_; }
+
   void start_secondary() {
-    if (secondary_started_ || finished_) return;
+    if (secondary_started_ || !racing()) return;
     secondary_started_ = true;
     family_timer_.cancel();
     try_connect(1);
   }
 
   void try_connect(int which) {
-    if (finished_) return;
+    if (!racing()) return;
     auto& list = lists_[which];
     if (next_[which] >= list.size()) {
       if (remaining_ == 0) finish(last_error_ ? last_error_ : make_error_code(error::stream_closed), std::nullopt);
@@ -113,6 +119,10 @@ private:
                       ? (ep.address().is_v4() ? boost::asio::ip::address(boost::asio::ip::address_v4::any())
                                               : boost::asio::ip::address(boost::asio::ip::address_v6::any()))
                       : boost::asio::ip::make_address(opts_.source_ip, ec);
+      // The IPv6 wildcard alone: bound dual-stack it would hold the port for IPv4 too, and the
+      // other family's attempt could not bind the same source port.
+      if (!ec && opts_.source_ip.empty() && ep.address().is_v6() && !ep.address().to_v6().is_v4_mapped())
+        socket.set_option(boost::asio::ip::v6_only(true), ec);
       if (!ec) socket.bind(boost::asio::ip::tcp::endpoint(addr, opts_.source_port), ec);
     }
     if (ec) {
@@ -129,7 +139,7 @@ private:
   }
 
   void on_attempt(int which, std::list<IOStream>::iterator it, const boost::system::error_code& ec) {
-    if (finished_) return;
+    if (!racing()) return;
     if (ec) {
       --remaining_;
       last_error_ = it->error() ? it->error() : ec;
@@ -141,6 +151,7 @@ private:
     }
     IOStream stream = std::move(*it);
     attempts_.erase(it);
+    won_ = true;
     family_timer_.cancel();
     close_attempts();
     if constexpr (std::is_same_v<Result, IOStream>) {
@@ -202,6 +213,7 @@ private:
   int remaining_ = 0;
   boost::system::error_code last_error_;
   bool finished_ = false, secondary_started_ = false;
+  bool won_ = false;  // a connection won; with TLS its handshake is under way
   std::list<IOStream> attempts_;
   std::optional<Result> handshaking_;  // the TLS stream while its handshake runs
 };
