@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <string>
 #include <type_traits>
@@ -137,6 +138,14 @@ public:
     size_ += n;
   }
 
+  // Whether a string's bytes live inside the object (the small-string buffer, whose size
+  // differs between standard libraries): moving the string moves them.
+  static bool bytes_inside(const std::string& s) noexcept {
+    const auto* object = reinterpret_cast<const char*>(&s);
+    const std::less<const char*> before;
+    return !before(s.data(), object) && before(s.data(), object + sizeof(s));
+  }
+
   template <class Owned>
   void append_owned(Owned&& owned) {
     std::size_t n = owned.size();
@@ -145,7 +154,7 @@ public:
     if (n <= copy_threshold) {
       bool take = false;
       if constexpr (std::is_same_v<std::decay_t<Owned>, std::string>)
-        take = pieces_.size() == head_ && owned.capacity() > 15;
+        take = pieces_.size() == head_ && !bytes_inside(owned);
       if (!take) return append_copy(owned.data(), n);
     }
     if (!n) return;
