@@ -1864,6 +1864,57 @@ BOOST_AUTO_TEST_CASE(test_one_byte_trickle) {
   }
 }
 
+
+BOOST_AUTO_TEST_CASE(test_read_bytes_over_max_buffer_size) {
+  // As Tornado: a read_bytes(n) with n over max_buffer_size buffers up to the limit, then the
+  // stream closes with stream_buffer_full (a peer's length cannot make it hold more).
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto p = co_await tcp_streams::make({.max_buffer_size = 100 * 1024});
+    test::log_capture logs;
+    record w;
+    p.ws.write(pattern(200 * 1024), w.handler());
+    auto e = co_await expect_closed(p.rs.read_bytes(200 * 1024));
+    BOOST_TEST(e.real_error() == code(tornado::error::stream_buffer_full));
+    BOOST_TEST(p.rs.error() == code(tornado::error::stream_buffer_full));
+    BOOST_TEST(logs.contains("Reached maximum read buffer size"));
+    p.ws.close();
+    co_await w.wait();
+  });
+}
+
+BOOST_AUTO_TEST_CASE(test_read_that_cannot_start_leaves_no_read_pending) {
+  // A read whose start throws (here a result larger than a string can be, with no buffer
+  // limit) leaves the stream as it was: no read pending, and the next read works.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto p = co_await tcp_streams::make({.max_buffer_size = no_limit});
+    record r;
+    BOOST_CHECK_THROW(p.rs.read_bytes(std::string().max_size() + 1, false, r.handler()), std::length_error);
+    BOOST_TEST(!p.rs.reading());
+    co_await p.ws.write("abc");
+    BOOST_TEST(co_await within(p.rs.read_bytes(3)) == "abc");
+    BOOST_TEST(!r.done());
+    p.rs.close();
+  });
+}
+
+BOOST_AUTO_TEST_CASE(test_read_until_regex_whole_match_after_partial) {
+  // A partial match (an opened quote) does not hide a whole match further on (the newline), as
+  // Python's search of the whole buffer finds it; a match ending at max_bytes is fine.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto p = co_await tcp_streams::make();
+    const boost::regex quoted_or_newline("\"[^\"]*\"|\n");
+    co_await p.ws.write("x\"y\n");
+    BOOST_TEST(co_await within(p.rs.read_until_regex(quoted_or_newline)) == "x\"y\n");
+    co_await p.ws.write("a\"b\nc");
+    BOOST_TEST(co_await within(p.rs.read_until_regex(quoted_or_newline, 4)) == "a\"b\n");
+    co_await p.ws.write("\"d\"");
+    BOOST_TEST(co_await within(p.rs.read_until_regex(quoted_or_newline)) == "c\"d\"");
+  });
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(Writes)
@@ -2312,6 +2363,94 @@ BOOST_AUTO_TEST_CASE(test_move_assignment_closes_previous_stream) {
     co_await closed->event.wait(5s);
     co_await q.ws.write("still here");
     BOOST_TEST(co_await p.rs.read_bytes(10) == "still here");
+  });
+}
+
+
+BOOST_AUTO_TEST_CASE(test_streaming_read_bytes_on_closed_stream) {
+  // On a stream already closed, a streaming read_bytes hands over what is buffered, then fails.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto p = co_await tcp_streams::make();
+    co_await p.ws.write("abc");
+    BOOST_TEST(co_await within(p.rs.read_bytes(1)) == "a");  // "bc" stays buffered
+    p.rs.close();
+    std::string got;
+    record r;
+    p.rs.read_bytes(10, [&](std::string_view chunk) { got += chunk; }, r.handler());
+    co_await r.wait(2s);
+    BOOST_TEST(r.ec() == code(tornado::error::stream_closed));
+    BOOST_TEST(got == "bc");
+    BOOST_TEST(!p.rs.reading());
+  });
+}
+
+BOOST_AUTO_TEST_CASE(test_unsatisfiable_read_on_closed_stream) {
+  // On a stream already closed, a read past max_bytes fails as any read the buffer cannot
+  // satisfy; the stream's error stays the one it closed with.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto p = co_await tcp_streams::make();
+    co_await p.ws.write("x1234567890");
+    co_await sleep_for(10ms);
+    BOOST_TEST(co_await within(p.rs.read_bytes(1)) == "x");  // "1234567890" stays buffered
+    p.rs.close();
+    record r;
+    p.rs.read_until("\n", 5, r.handler());
+    co_await r.wait(2s);
+    BOOST_TEST(r.ec() == code(tornado::error::stream_closed));
+    record x;
+    p.rs.read_until_regex(boost::regex("\n"), 5, x.handler());
+    co_await x.wait(2s);
+    BOOST_TEST(x.ec() == code(tornado::error::stream_closed));
+    BOOST_TEST(!p.rs.reading());
+    BOOST_TEST(!p.rs.error());
+    BOOST_TEST(co_await within(p.rs.read_until_close()) == "1234567890");
+  });
+}
+
+BOOST_AUTO_TEST_CASE(test_large_read_keeps_its_bytes_on_close) {
+  // A read_bytes large enough to read straight into its result, and a read_into, fail when
+  // the peer closes first; what they took stays in the stream, as Tornado's buffer keeps it.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto p = co_await tcp_streams::make();
+    const std::string data = pattern(100000);
+    co_await p.ws.write(data);
+    p.ws.close();
+    co_await expect_closed(p.rs.read_bytes(200000));
+    BOOST_TEST((co_await within(p.rs.read_until_close()) == data));
+  });
+  asio::io_context ctx2(1);
+  run(ctx2, [&]() -> asio::awaitable<void> {
+    auto p = co_await tcp_streams::make();
+    co_await p.ws.write("0123456789");
+    p.ws.close();
+    std::array<char, 20> buf{};
+    co_await expect_closed(p.rs.read_into(asio::buffer(buf)));
+    BOOST_TEST(co_await within(p.rs.read_until_close()) == "0123456789");
+  });
+}
+
+BOOST_AUTO_TEST_CASE(test_close_completes_a_satisfiable_read) {
+  // The chunk that carries the delimiter also takes the buffer past max_buffer_size: the
+  // stream closes with stream_buffer_full, and the pending read_until, which the buffer
+  // satisfies, completes (Tornado's close() resolves such a read).
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto p = co_await tcp_streams::make({.max_buffer_size = 1024});
+    test::log_capture logs;
+    record r;
+    p.rs.read_until("\n", no_limit, r.handler());
+    co_await p.ws.write(std::string(1000, 'x'));
+    co_await sleep_for(10ms);
+    BOOST_REQUIRE(!r.done());
+    co_await p.ws.write(std::string(99, 'y') + "\n");
+    co_await r.wait(2s);
+    BOOST_TEST(!r.ec(), r.ec().message());
+    BOOST_TEST(r.value() == std::string(1000, 'x') + std::string(99, 'y') + "\n");
+    BOOST_TEST(p.rs.closed());
+    BOOST_TEST(p.rs.error() == code(tornado::error::stream_buffer_full));
   });
 }
 

@@ -94,7 +94,16 @@ void stream_state<Stream>::begin_read(Handler&& handler, Configure configure) {
       post_completion(std::forward<Handler>(handler), ex, make_error_code(error::already_reading), std::string());
     return;
   }
-  configure(*this);
+  try {
+    configure(*this);  // may allocate (a large read's result, a regex or delimiter copy)
+  } catch (...) {
+    // The stream stays as it was: no read pending.
+    kind_ = read_kind::none;
+    direct_ = streaming_mode_ = partial_ = false;
+    scan_ = 0;
+    if (x_) x_->end_read();
+    throw;
+  }
   enqueue_waiter_in<Waiter>(&read_storage_, ex, std::forward<Handler>(handler), this, read_waiters_, Deadline{});
   if (streaming_mode_) {
     // The chunk callback is user code: it runs from the loop, not from inside this call.
@@ -145,11 +154,16 @@ bool stream_state<Stream>::try_complete(bool initiating) {
   if (kind_ == read_kind::none) return true;
   if (streaming_mode_) {
     deliver_streaming();
-    if (kind_ == read_kind::none || closed_) return true;
+    if (kind_ == read_kind::none) return true;
   } else {
     if (filling()) drain_into();
     bool unsatisfiable = false;
     std::optional<std::size_t> pos = find_read_pos(unsatisfiable);
+    if (unsatisfiable && closed_) {
+      // Nothing left to close: the read fails as one the closed stream cannot satisfy.
+      fail_read(closed_error(), initiating);
+      return true;
+    }
     if (unsatisfiable) {
       std::string what = kind_ == read_kind::until ? "delimiter " + printable(delim_) : "regex " + printable(x_->regex.str());
       log(log_level::info, gen_log,
@@ -214,6 +228,16 @@ std::optional<std::size_t> stream_state<Stream>::find_read_pos(bool& unsatisfiab
     if (from > 0) flags |= boost::match_prev_avail;
     boost::cmatch m;
     if (boost::regex_search(first + from, last, m, x_->regex, flags, first)) {
+      if (!m[0].matched) {
+        // The leftmost place a match may start, but a partial match there can hide a whole one
+        // further on (Boost stops at the first of either): look for that, as Python's search
+        // of the whole buffer would find it. None can start before the partial one.
+        const std::size_t at = static_cast<std::size_t>(m[0].first - first);
+        boost::cmatch whole;
+        const auto whole_flags = at > 0 ? boost::match_default | boost::match_prev_avail : boost::match_default;
+        if (boost::regex_search(first + at, last, whole, x_->regex, whole_flags, first)) m = whole;
+        else scan_ = at;  // a match may still start here
+      }
       if (m[0].matched) {
         std::size_t end = static_cast<std::size_t>(m[0].second - first);
         if (end > max_bytes_) {
@@ -222,7 +246,6 @@ std::optional<std::size_t> stream_state<Stream>::find_read_pos(bool& unsatisfiab
         }
         return end;
       }
-      scan_ = static_cast<std::size_t>(m[0].first - first);  // a match may still start here
     } else {
       scan_ = size;
     }
@@ -269,10 +292,11 @@ template <class Stream>
 void stream_state<Stream>::fail_read(boost::system::error_code ec, bool initiating) {
   list_node* node = read_waiters_.pop_front();
   const read_kind kind = kind_;
-  if (filling() && x_->into_filled && ec == boost::asio::error::operation_aborted) {
-    // A cancelled read gives back what it took: nothing is lost to a cancellation. With a
-    // read into the buffer in flight (pinned), the bytes were taken from its front while it
-    // was pinned, so they go back where they were; otherwise the buffer is rebuilt.
+  if (filling() && x_->into_filled) {
+    // A failed read gives back what it took: nothing is lost to a cancellation or a close
+    // (after which reads the buffer can satisfy still succeed). With a read into the buffer in
+    // flight (pinned), the bytes were taken from its front while it was pinned, so they go
+    // back where they were; otherwise the buffer is rebuilt.
     if (!rbuf_.unread(static_cast<const char*>(x_->into.data()), x_->into_filled)) {
       BOOST_ASSERT(!rbuf_.pinned());
       read_buffer back;
@@ -762,8 +786,10 @@ auto BaseIOStream<Stream>::read_bytes(std::size_t n, bool partial, Token&& token
     s.kind_ = detail::read_kind::bytes;
     s.want_ = n;
     s.partial_ = partial;
-    if (!partial && n >= detail::direct_read_threshold && s.rbuf_.size() < n) {
-      // A large read goes straight into its result: no copy through the buffer.
+    if (!partial && n >= detail::direct_read_threshold && n <= s.opts_.max_buffer_size && s.rbuf_.size() < n) {
+      // A large read goes straight into its result: no copy through the buffer. Only within
+      // max_buffer_size: a larger one goes through the buffer and fails when it fills, as in
+      // Tornado, so that a peer's length cannot make the stream hold more than the limit.
       s.direct_ = true;
       auto& x = s.x();
       x.result.reserve(n);  // sized as the bytes come (direct_room)
