@@ -1499,6 +1499,26 @@ BOOST_AUTO_TEST_CASE(test_sealed_pieces_do_not_change) {
   BOOST_TEST(q.size() == 3u + 5000u + 6u);
 }
 
+BOOST_AUTO_TEST_CASE(test_small_string_taken_only_when_its_bytes_are_outside) {
+  // A small string alone in the queue is taken without a copy when its bytes are on the heap;
+  // bytes inside the object (the small-string buffer, of a size each library chooses) would
+  // move with it, so those are copied.
+  BOOST_TEST(write_queue::bytes_inside(std::string("abc")));
+  BOOST_TEST(!write_queue::bytes_inside(std::string(1000, 'x')));
+  std::string on_heap;
+  on_heap.reserve(64);
+  on_heap = "twenty bytes exactly";
+  const void* bytes = on_heap.data();
+  write_queue q;
+  q.append_owned(std::move(on_heap));
+  auto g = q.gather();
+  BOOST_TEST(g.n == 1u);
+  BOOST_TEST(g.bufs[0].data() == bytes);
+  write_queue small;
+  small.append_owned(std::string("abc"));
+  check_peek(small, "abc");
+}
+
 BOOST_AUTO_TEST_CASE(test_read_buffer) {
   tornado::detail::read_buffer b;
   BOOST_TEST(b.empty());
