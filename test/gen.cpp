@@ -234,4 +234,52 @@ BOOST_AUTO_TEST_CASE(test_iterator) {
   BOOST_TEST((got == std::vector<std::string>{"3=84", "0=24", "1!fail", "2=42"}));
 }
 
+BOOST_AUTO_TEST_CASE(test_no_ref) {
+  // Only the Future from next() is kept, not the iterator: it still completes.
+  Future<int> f;
+  loop.call_later(1ms, [&] { f.set_result(7); });
+  BOOST_TEST(loop.run_sync([&]() -> asio::awaitable<int> {
+    Future<int> next = gen::WaitIterator<int>({f}).next_future();
+    co_return co_await gen::with_timeout(1s, next);
+  }) == 7);
+}
+
+BOOST_AUTO_TEST_CASE(test_abandoned_next_loses_no_result) {
+  // A next() that timed out is replaced by the next call, as Tornado's running future is: the
+  // outcomes after it go to the new one, and none is lost.
+  std::vector<Future<int>> fs(2);
+  gen::WaitIterator<int> it(fs);
+  BOOST_CHECK_THROW(loop.run_sync([&]() -> asio::awaitable<int> {
+    co_return co_await gen::with_timeout(std::chrono::milliseconds(5), it.next_future());
+  }),
+                    tornado::TimeoutError);
+  loop.call_later(1ms, [&] { fs[0].set_result(1); });
+  loop.call_later(3ms, [&] { fs[1].set_result(2); });
+  std::vector<std::pair<std::size_t, int>> got;
+  loop.run_sync([&]() -> asio::awaitable<void> {
+    while (!it.done()) {
+      int r = co_await it.next();
+      got.emplace_back(*it.current_index(), r);
+    }
+  });
+  BOOST_TEST((got == std::vector<std::pair<std::size_t, int>>{{0, 1}, {1, 2}}), boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(test_cancelled_next_future) {
+  // A Future from next_future() that its holder cancels takes nothing: the outcome waits for
+  // the next call, and nothing is logged.
+  std::vector<Future<int>> fs(1);
+  gen::WaitIterator<int> it(fs);
+  test::log_capture logs;
+  Future<int> abandoned = it.next_future();
+  abandoned.cancel();
+  fs[0].set_result(1);
+  poll();
+  BOOST_TEST(logs.size() == 0u);
+  BOOST_TEST(!it.done());
+  BOOST_TEST(loop.run_sync([&]() -> asio::awaitable<int> { co_return co_await it.next(); }) == 1);
+  BOOST_TEST(*it.current_index() == 0u);
+  BOOST_TEST(it.done());
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -237,66 +237,66 @@ auto multi(std::map<K, Future<T>> children, Token&& token) {
 
 // ---- WaitIterator ----
 
+// As Tornado's: one Future is handed out at a time (a new next() replaces one still pending,
+// which is then left alone), and an outcome goes to it only while it is pending, else it waits
+// in `finished` for the next call. The futures' done callbacks hold the state, so a Future
+// handed out completes even when the iterator itself is gone (Tornado's test_no_ref); the
+// state holds only futures that are done, so nothing pending refers back to itself.
 template <class T>
 struct WaitIterator<T>::state {
-  std::vector<Future<T>> futures;
-  std::deque<std::size_t> finished;
-  std::deque<Future<T>> waiting;
-  std::size_t handed_out = 0;
+  std::optional<IOLoop::executor_type> loop;
+  std::deque<std::pair<std::size_t, Future<T>>> finished;
+  std::optional<Future<T>> running;
+  std::size_t unfinished = 0;  // not yet handed out
   std::optional<std::size_t> current;
+  std::optional<Future<T>> current_future;
 
-  void deliver(std::size_t i, Future<T> target) {
+  Future<T> return_result(std::size_t i, Future<T> done) {
+    Future<T> target = std::move(*running);
+    running.reset();
     current = i;
-    Future<T>& src = futures[i];
-    if (src.cancelled()) {
+    current_future = done;
+    --unfinished;
+    if (done.cancelled()) {
       target.cancel();
-    } else if (auto e = src.exception()) {
+    } else if (auto e = done.exception()) {
       target.set_exception(e);
     } else if constexpr (std::is_void_v<T>) {
       target.set_result();
     } else {
-      target.set_result(src.result());
+      target.set_result(done.result());
     }
+    return target;
   }
 };
 
 template <class T>
 WaitIterator<T>::WaitIterator(std::vector<Future<T>> futures) : state_(std::make_shared<state>()) {
-  state_->futures = std::move(futures);
-  std::weak_ptr<state> weak = state_;
-  for (std::size_t i = 0; i < state_->futures.size(); ++i) {
-    state_->futures[i].add_done_callback([weak, i](Future<T>) {
-      auto st = weak.lock();
-      if (!st) return;
-      if (st->waiting.empty()) {
-        st->finished.push_back(i);
-        return;
-      }
-      Future<T> target = st->waiting.front();
-      st->waiting.pop_front();
-      st->deliver(i, target);
+  state_->unfinished = futures.size();
+  if (!futures.empty()) state_->loop = futures.front().get_executor();
+  for (std::size_t i = 0; i < futures.size(); ++i) {
+    futures[i].add_done_callback([st = state_, i](Future<T> done) {
+      if (st->running && !st->running->done()) st->return_result(i, std::move(done));
+      else st->finished.emplace_back(i, std::move(done));
     });
   }
 }
 
 template <class T>
 bool WaitIterator<T>::done() const noexcept {
-  return state_->handed_out == state_->futures.size();
+  return state_->unfinished == 0;
 }
 
 template <class T>
 Future<T> WaitIterator<T>::next_future() {
   if (done()) throw std::out_of_range("WaitIterator has no more futures");
-  ++state_->handed_out;
+  state_->running.emplace(*state_->loop);
   if (!state_->finished.empty()) {
-    std::size_t i = state_->finished.front();
+    auto [i, f] = std::move(state_->finished.front());
     state_->finished.pop_front();
-    state_->current = i;
-    return state_->futures[i];
+    return state_->return_result(i, std::move(f));
   }
-  Future<T> target(state_->futures.front().get_executor());
-  state_->waiting.push_back(target);
-  return target;
+  return *state_->running;
 }
 
 template <class T>
@@ -306,8 +306,7 @@ std::optional<std::size_t> WaitIterator<T>::current_index() const noexcept {
 
 template <class T>
 std::optional<Future<T>> WaitIterator<T>::current_future() const {
-  if (!state_->current) return std::nullopt;
-  return state_->futures[*state_->current];
+  return state_->current_future;
 }
 
 } // namespace boost::tornado::gen
