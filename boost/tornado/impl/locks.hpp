@@ -177,13 +177,15 @@ auto basic_semaphore<Mutex>::acquire(Deadline timeout, Token&& token) {
 template <class Mutex>
 void basic_semaphore<Mutex>::release() {
   std::lock_guard lock(mutex_);
+  // The bound first, as Tornado checks it: a BoundedSemaphore(0) has no permit to give even
+  // to a waiter.
+  if (bound_ >= 0 && value_ >= bound_) throw std::invalid_argument("Semaphore released too many times");
   if (!waiters_.empty()) {
     // The permit goes straight to the first waiter: no barging.
     --count_;
     static_cast<waiter_base*>(waiters_.pop_front())->complete({}, guard(*this));
     return;
   }
-  if (bound_ >= 0 && value_ >= bound_) throw std::invalid_argument("Semaphore released too many times");
   ++value_;
 }
 
