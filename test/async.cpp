@@ -23,6 +23,7 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+#include <limits>
 
 namespace asio = boost::asio;
 namespace tornado = boost::tornado;
@@ -231,4 +232,9 @@ BOOST_AUTO_TEST_CASE(deadline_forms) {
   tornado::Deadline f = secs;
   auto diff = f.when() - before;
   BOOST_TEST(std::chrono::duration<double>(diff).count() == 1.0, boost::test_tools::tolerance(1e-6));
+  // Beyond the clock's range: the far end ("never") or, negative, a time long past.
+  BOOST_TEST((tornado::Deadline(std::numeric_limits<double>::infinity()).when() == clock::time_point::max()));
+  BOOST_TEST((tornado::Deadline(std::chrono::hours::max()).when() == clock::time_point::max()));
+  BOOST_TEST((tornado::Deadline(-std::numeric_limits<double>::infinity()).when() < before));
+  BOOST_TEST((tornado::Deadline(std::chrono::duration<double>(1e300)).when() == clock::time_point::max()));
 }

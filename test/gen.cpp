@@ -10,6 +10,7 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <limits>
 
 namespace asio = boost::asio;
 namespace tornado = boost::tornado;
@@ -35,6 +36,21 @@ BOOST_AUTO_TEST_CASE(sleep_is_cancellable) {
   sig.emit(asio::cancellation_type::terminal);
   loop.context().run();
   BOOST_TEST(got == asio::error::operation_aborted);
+}
+
+BOOST_AUTO_TEST_CASE(sleep_forever) {
+  // Durations too long for the clock wait forever (Python's sleep(math.inf)), instead of
+  // overflowing into a time already past.
+  int fired = 0;
+  auto count = [&](boost::system::error_code ec) {
+    if (!ec) ++fired;
+  };
+  gen::sleep(std::numeric_limits<double>::infinity(), count);
+  gen::sleep(1e12, count);
+  gen::sleep(std::chrono::hours::max(), count);
+  loop.call_later(20ms, [&] { loop.stop(); });
+  loop.start();
+  BOOST_TEST(fired == 0);
 }
 
 BOOST_AUTO_TEST_CASE(test_moment) {

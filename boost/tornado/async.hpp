@@ -18,6 +18,30 @@
 
 namespace boost::tornado {
 
+namespace detail {
+
+// A duration in the steady clock's ticks, saturating: one beyond about 146 years (a count of
+// hours near its maximum, an infinite or NaN number of seconds) is the largest, "forever",
+// where a plain duration_cast would overflow (undefined for a floating-point count).
+template <class Rep, class Period>
+constexpr std::chrono::steady_clock::duration saturating_ticks(std::chrono::duration<Rep, Period> d) noexcept {
+  using ticks = std::chrono::steady_clock::duration;
+  const std::chrono::duration<double> x = d, half = ticks::max() / 2;
+  if (!(x < half)) return ticks::max();
+  if (!(x > -half)) return ticks::min();
+  return std::chrono::duration_cast<ticks>(d);
+}
+
+// `from` + `d`, at most the clock's last time point.
+inline std::chrono::steady_clock::time_point saturating_add(std::chrono::steady_clock::time_point from,
+                                                            std::chrono::steady_clock::duration d) noexcept {
+  using time_point = std::chrono::steady_clock::time_point;
+  if (d > std::chrono::steady_clock::duration::zero() && d > time_point::max() - from) return time_point::max();
+  return from + d;
+}
+
+} // namespace detail
+
 // A timeout as Tornado takes it: nothing (wait forever), an absolute deadline on the steady
 // clock, a number of seconds on IOLoop::time() (absolute, as Tornado's float deadlines), or a
 // duration relative to the moment the Deadline is made (Tornado's timedelta).
@@ -29,12 +53,11 @@ public:
   constexpr Deadline(clock::time_point when) noexcept : when_(when), set_(true) {}
   template <class Rep, class Period>
   Deadline(std::chrono::duration<Rep, Period> relative)
-      : when_(clock::now() + std::chrono::duration_cast<clock::duration>(relative)), set_(true) {}
-  // Seconds on IOLoop::time(), i.e. on the steady clock's epoch.
+      : when_(detail::saturating_add(clock::now(), detail::saturating_ticks(relative))), set_(true) {}
+  // Seconds on IOLoop::time(), i.e. on the steady clock's epoch. Durations and times too large
+  // for the clock (an infinite number of seconds, say) mean "never".
   Deadline(double ioloop_time) noexcept
-      : when_(clock::time_point(
-            std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(ioloop_time)))),
-        set_(true) {}
+      : when_(clock::time_point(detail::saturating_ticks(std::chrono::duration<double>(ioloop_time)))), set_(true) {}
 
   constexpr bool has_value() const noexcept { return set_; }
   constexpr explicit operator bool() const noexcept { return set_; }

@@ -117,8 +117,7 @@ struct initiate_with_timeout<void(Error, Ts...)> {
 
 template <class Rep, class Period, class Token>
 auto sleep(std::chrono::duration<Rep, Period> duration, Token&& token) {
-  auto when = Deadline::clock::now() +
-              std::chrono::duration_cast<Deadline::clock::duration>(duration);
+  auto when = tornado::detail::saturating_add(Deadline::clock::now(), tornado::detail::saturating_ticks(duration));
   return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
       detail::initiate_sleep{}, token, when);
 }
