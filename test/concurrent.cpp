@@ -107,6 +107,20 @@ BOOST_AUTO_TEST_CASE(waiters_and_done_callbacks_run_in_registration_order) {
   BOOST_TEST((seq == std::vector<std::string>{"cb1", "wait", "cb2"}));
 }
 
+BOOST_AUTO_TEST_CASE(callbacks_added_after_an_off_loop_result_run_in_order) {
+  // Settled while the loop is not running, the Future delivers later; a callback or waiter
+  // added meanwhile still runs after those registered before.
+  Future<int> f;
+  std::vector<std::string> seq;
+  f.add_done_callback([&](Future<int>) { seq.push_back("cb1"); });
+  f.set_result(0);
+  f.add_done_callback([&](Future<int>) { seq.push_back("cb2"); });
+  f.async_wait([&](std::exception_ptr, int) { seq.push_back("wait"); });
+  poll();
+  poll();
+  BOOST_TEST((seq == std::vector<std::string>{"cb1", "cb2", "wait"}), boost::test_tools::per_element());
+}
+
 BOOST_AUTO_TEST_CASE(lazy_wait_outlives_every_other_handle) {
   // A deferred wait keeps the Future alive until it runs.
   auto op = [] {

@@ -107,6 +107,22 @@ BOOST_AUTO_TEST_CASE(test_add_callback_from_signal) {
   BOOST_TEST(ran);
 }
 
+BOOST_AUTO_TEST_CASE(test_add_callback_from_signal_in_a_later_start) {
+  // Each start() waits for signal callbacks again, not only the first one.
+  loop.run_sync([] {});
+  bool ran = false;
+  loop.call_later(10ms, [&] {
+    loop.add_callback_from_signal([&] {
+      ran = true;
+      loop.stop();
+    });
+  });
+  const auto limit = loop.call_later(5s, [&] { loop.stop(); });
+  loop.start();
+  loop.remove_timeout(limit);
+  BOOST_TEST(ran);
+}
+
 namespace {
 IOLoop* signal_loop = nullptr;
 volatile std::sig_atomic_t signal_seen = 0;
@@ -425,6 +441,42 @@ BOOST_AUTO_TEST_CASE(stop_before_start_runs_one_pass) {
   BOOST_TEST(ran);
 }
 
+BOOST_AUTO_TEST_CASE(stop_before_start_one_pass_ends) {
+  // What the pass adds waits for the next start(): a callback that adds itself again runs
+  // once per pass instead of holding start() forever.
+  int runs = 0;
+  std::function<void()> again = [&] {
+    ++runs;
+    loop.add_callback(again);
+  };
+  loop.add_callback(again);
+  loop.stop();
+  loop.start();
+  BOOST_TEST(runs == 1);
+  loop.stop();
+  loop.start();
+  BOOST_TEST(runs == 2);
+}
+
+BOOST_AUTO_TEST_CASE(cancellation_in_a_callback_is_not_logged) {
+  // As Tornado's _run_callback: a CancelledError from a callback, from the coroutine it
+  // spawns or from the Future it returns is passed over; another error is logged.
+  test::log_capture logs;
+  tornado::Future<void> f;
+  loop.spawn_callback([f]() -> asio::awaitable<void> { co_await f.async_wait(); });
+  loop.add_callback([] { throw tornado::CancelledError(); });
+  loop.add_callback([f]() mutable {
+    f.cancel();
+    return f;
+  });
+  poll();
+  poll();
+  BOOST_TEST(logs.size() == 0u);
+  loop.add_callback([] { throw std::runtime_error("boom"); });
+  poll();
+  BOOST_TEST(logs.size() == 1u);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(TestIOLoopCurrent)
@@ -565,6 +617,25 @@ BOOST_AUTO_TEST_CASE(test_async_exception) {
     co_await tornado::gen::moment();
     throw std::domain_error("x");
   }), std::domain_error);
+}
+
+BOOST_AUTO_TEST_CASE(test_work_started_after_run_sync_returned) {
+  // A stop already queued ends run_sync before its work starts (loop_stopped). The work runs
+  // at the next start(), when run_sync's frame is gone: it must use nothing from there.
+  tornado::Future<int> f;
+  bool called = false;
+  loop.add_callback([&] { loop.stop(); });
+  BOOST_CHECK_THROW(loop.run_sync([&] {
+    called = true;
+    return f;
+  }),
+                    boost::system::system_error);
+  BOOST_TEST(!called);
+  loop.add_callback([&] { loop.stop(); });
+  loop.start();
+  BOOST_TEST(called);
+  f.set_result(1);  // the work waits for it: let it finish
+  poll();
 }
 
 BOOST_AUTO_TEST_CASE(test_current) {

@@ -121,8 +121,7 @@ public:
   auto run_sync(F&& func) { return run_sync_impl(std::forward<F>(func), std::nullopt); }
   template <class F, class Rep, class Period>
   auto run_sync(F&& func, std::chrono::duration<Rep, Period> timeout) {
-    return run_sync_impl(std::forward<F>(func),
-                         std::chrono::duration_cast<clock::duration>(timeout));
+    return run_sync_impl(std::forward<F>(func), detail::saturating_ticks(timeout));
   }
   template <class F>
   auto run_sync(F&& func, double timeout_seconds) {
@@ -206,7 +205,7 @@ private:
   std::uint64_t arm_id_ = 0;
   std::unordered_map<int, std::shared_ptr<detail::fd_entry>> handlers_;
   std::unique_ptr<detail::fd_watcher> fds_;
-  bool stop_requested_ = false;
+  std::atomic<bool> stop_requested_{false};  // stop() from another thread sets it
   std::atomic<bool> running_{false};
   std::atomic<bool> closed_{false};
   std::unique_ptr<boost::asio::thread_pool> default_pool_;

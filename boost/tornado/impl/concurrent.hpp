@@ -67,7 +67,9 @@ struct future_state {
   template <class Handler>
   void wait(Handler&& handler) {
     std::unique_lock lock(mutex);
-    if (is_done()) {
+    // Done, with no delivery to earlier waiters still to run (settled off the loop): complete
+    // now. Otherwise join them, so that everything registered runs in registration order.
+    if (is_done() && waiters.empty()) {
       std::exception_ptr e = outcome_error();
       lock.unlock();
       if constexpr (std::is_void_v<T>) {
@@ -131,8 +133,8 @@ struct future_state {
 
   void add_callback(std::function<void(Future<T>&)> cb) {
     std::lock_guard guard(mutex);
-    if (is_done()) post_callback(std::move(cb));
-    else waiters.push_back(new callback_node(this, std::move(cb)));
+    if (is_done() && waiters.empty()) post_callback(std::move(cb));
+    else waiters.push_back(new callback_node(this, std::move(cb)));  // in order behind a pending delivery
   }
 
   void post_callback(std::function<void(Future<T>&)> cb) {

@@ -46,10 +46,12 @@ BOOST_TORNADO_DECL bool is_cancellation(const std::exception_ptr& e) noexcept;
 
 } // namespace detail
 
+// A callback's failure is logged, its cancellation is not (Tornado's _run_callback passes over
+// CancelledError, also from the coroutine or Future it returns).
 template <class A>
 void IOLoop::spawn_awaitable(A&& aw) {
   detail::spawn(get_executor(), detail::as_awaitable(std::forward<A>(aw)), [](std::exception_ptr e) {
-    if (e) log_exception(app_log, "Exception in callback", e);
+    if (e && !detail::is_cancellation(e)) log_exception(app_log, "Exception in callback", e);
   });
 }
 
@@ -62,12 +64,19 @@ void IOLoop::invoke_callback(F& f) noexcept {
     } else if constexpr (detail::is_awaitable<std::decay_t<R>>::value) {
       spawn_awaitable(f());
     } else if constexpr (is_future_v<R>) {
-      f().add_done_callback([](auto fut) { fut.result(); });
+      f().add_done_callback([](auto fut) {
+        try {
+          fut.result();
+        } catch (...) {
+          if (!detail::is_cancellation(std::current_exception())) throw;  // logged by the Future
+        }
+      });
     } else {
       (void)f();
     }
   } catch (...) {
-    log_exception(app_log, "Exception in callback", std::current_exception());
+    if (!detail::is_cancellation(std::current_exception()))
+      log_exception(app_log, "Exception in callback", std::current_exception());
   }
 }
 
@@ -172,7 +181,9 @@ auto IOLoop::run_sync_impl(F&& func, std::optional<clock::duration> timeout) {
   using T = typename detail::run_sync_value<R>::type;
   auto st = std::make_shared<detail::run_sync_state<T>>();
 
-  auto body = [st](std::decay_t<F> f) -> boost::asio::awaitable<T> {
+  // No captures: the coroutine may start after this function returned (a stop already asked
+  // for ends the run first), and a lambda's captures live in its closure, not in the frame.
+  auto body = [](std::shared_ptr<detail::run_sync_state<T>> st, std::decay_t<F> f) -> boost::asio::awaitable<T> {
     if constexpr (detail::is_awaitable<R>::value) {
       co_return co_await f();
     } else if constexpr (is_future_v<R>) {
@@ -193,7 +204,7 @@ auto IOLoop::run_sync_impl(F&& func, std::optional<clock::duration> timeout) {
     st->done = true;
     stop();
   };
-  boost::asio::co_spawn(get_executor(), body(std::forward<F>(func)),
+  boost::asio::co_spawn(get_executor(), body(st, std::forward<F>(func)),
                         boost::asio::bind_cancellation_slot(st->cancel.slot(), std::move(done)));
   TimeoutHandle th;
   if (timeout) {

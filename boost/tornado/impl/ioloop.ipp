@@ -91,6 +91,9 @@ struct signal_slots {
   // Watches a dup of event_fd, made when start() first arms it.
   std::optional<boost::asio::posix::stream_descriptor> wake;
   bool armed = false;
+  // Counts the waits: a completion of an earlier one (queued when start() returned, run at
+  // the next start()) is stale and must neither re-arm nor count as the current wait.
+  std::uint64_t generation = 0;
 };
 
 BOOST_TORNADO_DECL void periodic_schedule::update_next(double current_time, double random) {
@@ -194,7 +197,15 @@ BOOST_TORNADO_DECL void IOLoop::start() {
     IOLoop* old = detail::thread_current;
     ~restore() {
       detail::thread_current = old;
-      if (self->signals_->armed) self->signals_->wake->cancel();
+      if (self->signals_->armed) {
+        // The wait ends with this run: the next start() arms a new one (drain first).
+        self->signals_->wake->cancel();
+        self->signals_->armed = false;
+        ++self->signals_->generation;
+      }
+      // A stop() that saw the loop not yet running but landed during this run ended it; it
+      // is not also a stop before the next start().
+      self->stop_requested_ = false;
       self->running_ = false;
     }
   } guard{this};
@@ -202,9 +213,12 @@ BOOST_TORNADO_DECL void IOLoop::start() {
   drain_signal_callbacks();
   arm_signal_wait();
   context_->restart();
-  if (std::exchange(stop_requested_, false)) {
-    // stop() before start(): one pass over what is ready, then return (as asyncio).
-    context_->poll();
+  if (stop_requested_.exchange(false)) {
+    // stop() before start(): one pass over what is ready, then return (as asyncio's one
+    // iteration). A marker posted behind the ready handlers ends the pass; what they add waits
+    // for the next start(), so a callback that adds itself again cannot hold the pass open.
+    boost::asio::post(*context_, [context = context_] { context->stop(); });
+    context_->run();
     return;
   }
   auto work = boost::asio::make_work_guard(*context_);
@@ -445,10 +459,10 @@ BOOST_TORNADO_DECL void IOLoop::arm_signal_wait() {
   if (!s.wake) s.wake.emplace(*context_, ::dup(s.event_fd));
   s.armed = true;
   s.wake->async_wait(boost::asio::posix::stream_descriptor::wait_read,
-                    [this](const boost::system::error_code& ec) {
-                      if (ec == boost::asio::error::operation_aborted) {
-                        return;  // start() returned or the loop is gone
-                      }
+                    [this, generation = s.generation](const boost::system::error_code& ec) {
+                      // Aborted: the loop is gone. Stale: start() returned since.
+                      if (ec == boost::asio::error::operation_aborted || generation != signals_->generation)
+                        return;
                       signals_->armed = false;
                       drain_signal_callbacks();
                       if (running_) arm_signal_wait();
