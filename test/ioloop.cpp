@@ -761,6 +761,25 @@ BOOST_AUTO_TEST_CASE(test_periodic_plain) {
   BOOST_TEST(IOLoop::time() - t0 >= 0.029);  // first run at start + period
 }
 
+BOOST_AUTO_TEST_CASE(test_periodic_outlives_its_loop) {
+  // A PeriodicCallback started on a loop that is destroyed first (a thread's current loop, with
+  // the callback a global, say) stops and is destroyed without touching the dead loop.
+  int calls = 0;
+  auto pc = std::make_unique<tornado::PeriodicCallback>([&] { ++calls; }, 1.0);
+  {
+    IOLoop inner;
+    pc->start();
+  }
+  pc->stop();
+  BOOST_TEST(!pc->is_running());
+  loop.make_current();
+  pc->start();  // on the fixture's loop
+  pc.reset();   // stops it, removing its timeout from that loop
+  loop.call_later(20ms, [&] { loop.stop(); });
+  loop.start();
+  BOOST_TEST(calls == 0);
+}
+
 BOOST_AUTO_TEST_CASE(test_periodic_coro) {
   // An awaitable callback is awaited before the next run is scheduled: runs never overlap.
   std::vector<double> calls;

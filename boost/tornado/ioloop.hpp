@@ -179,6 +179,7 @@ public:
   boost::asio::any_completion_executor default_executor();
 
 private:
+  friend class PeriodicCallback;
   template <class F>
   auto run_sync_impl(F&& func, std::optional<clock::duration> timeout);
   template <class F> void invoke_callback(F& f) noexcept;
@@ -211,6 +212,9 @@ private:
   std::unique_ptr<boost::asio::thread_pool> default_pool_;
   std::optional<boost::asio::any_completion_executor> default_executor_;
   std::unique_ptr<detail::signal_slots> signals_;
+  // Expires with the loop: what holds a timeout handle and may outlive the loop (a
+  // PeriodicCallback) checks it before removing the timeout.
+  std::shared_ptr<const bool> alive_ = std::make_shared<const bool>(true);
 };
 
 // Calls a callback periodically: every callback_time (milliseconds, or a duration), first at

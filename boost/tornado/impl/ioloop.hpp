@@ -227,6 +227,7 @@ auto IOLoop::run_sync_impl(F&& func, std::optional<clock::duration> timeout) {
 struct PeriodicCallback::state : std::enable_shared_from_this<PeriodicCallback::state> {
   detail::periodic_schedule schedule;
   IOLoop* loop = nullptr;
+  std::weak_ptr<const bool> loop_alive;  // the loop may go first (a thread's current loop, say)
   bool running = false;
   TimeoutHandle timeout;
   std::function<void(const std::shared_ptr<state>&)> run;

@@ -507,6 +507,7 @@ BOOST_TORNADO_DECL PeriodicCallback::~PeriodicCallback() { stop(); }
 
 BOOST_TORNADO_DECL void PeriodicCallback::start() {
   state_->loop = &IOLoop::current();
+  state_->loop_alive = state_->loop->alive_;
   state_->running = true;
   state_->schedule.next_timeout = state_->loop->time();
   state_->schedule_next();
@@ -515,7 +516,8 @@ BOOST_TORNADO_DECL void PeriodicCallback::start() {
 BOOST_TORNADO_DECL void PeriodicCallback::stop() {
   state_->running = false;
   if (state_->timeout) {
-    state_->loop->remove_timeout(state_->timeout);
+    // A loop already gone took its timeouts with it.
+    if (!state_->loop_alive.expired()) state_->loop->remove_timeout(state_->timeout);
     state_->timeout = {};
   }
 }
