@@ -10,6 +10,8 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <csignal>
+#include <future>
+#include <thread>
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <thread>
@@ -439,6 +441,24 @@ BOOST_AUTO_TEST_CASE(stop_before_start_runs_one_pass) {
   loop.stop();
   loop.start();  // returns after one pass
   BOOST_TEST(ran);
+}
+
+BOOST_AUTO_TEST_CASE(stop_from_another_thread_as_start_begins) {
+  // A stop() from another thread that sees the loop running must end that run, however early
+  // in start() it lands (it used to be undone by start()'s restart of the io_context).
+  for (int i = 0; i < 200; ++i) {
+    IOLoop racing(false);
+    std::thread stopper([&] {
+      while (!racing.running()) std::this_thread::yield();
+      racing.stop();
+    });
+    auto run = std::async(std::launch::async, [&] { racing.start(); });
+    const bool hung = run.wait_for(5s) == std::future_status::timeout;
+    BOOST_TEST(!hung, "start() missed a stop() at iteration " << i);
+    if (hung) racing.add_callback([&] { racing.stop(); });
+    run.get();
+    stopper.join();
+  }
 }
 
 BOOST_AUTO_TEST_CASE(stop_before_start_one_pass_ends) {

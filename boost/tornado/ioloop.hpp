@@ -184,6 +184,7 @@ private:
   auto run_sync_impl(F&& func, std::optional<clock::duration> timeout);
   template <class F> void invoke_callback(F& f) noexcept;
   template <class A> void spawn_awaitable(A&& aw);
+  void check_startable() const;  // start()'s refusals, before run_sync() spawns anything
   TimeoutHandle schedule(clock::time_point when, detail::callback cb);
   void arm_timer(clock::time_point when);
   void on_timer(const boost::system::error_code& ec, std::uint64_t arm_id);
@@ -207,6 +208,7 @@ private:
   std::unordered_map<int, std::shared_ptr<detail::fd_entry>> handlers_;
   std::unique_ptr<detail::fd_watcher> fds_;
   std::atomic<bool> stop_requested_{false};  // stop() from another thread sets it
+  std::uint64_t pass_ = 0;                    // numbers the one-pass runs (see start())
   std::atomic<bool> running_{false};
   std::atomic<bool> closed_{false};
   std::unique_ptr<boost::asio::thread_pool> default_pool_;

@@ -9,6 +9,9 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <sys/resource.h>
+#include <unistd.h>
+#include <vector>
 
 namespace asio = boost::asio;
 namespace tornado = boost::tornado;
@@ -115,4 +118,61 @@ BOOST_AUTO_TEST_CASE(one_ioloop_per_io_context) {
   asio::io_context ctx;
   tornado::AsyncIOMainLoop a(ctx);
   BOOST_CHECK_THROW(tornado::AsyncIOMainLoop b(ctx), std::logic_error);
+}
+
+BOOST_AUTO_TEST_CASE(stop_during_the_one_pass_leaves_no_stop_behind) {
+  // A stop before start() gives one pass; a stop() inside that pass ends it early. The pass's
+  // end marker, still queued, must not end a later run (asyncio's stop flag is consumed by
+  // that one iteration).
+  asio::io_context ctx;
+  tornado::AsyncIOMainLoop loop(ctx, false);
+  loop.stop();
+  loop.add_callback([&] { loop.stop(); });
+  loop.start();
+  int r = loop.run_sync([]() -> asio::awaitable<int> {
+    co_await tornado::gen::sleep(1ms);
+    co_return 3;
+  });
+  BOOST_TEST(r == 3);
+}
+
+BOOST_AUTO_TEST_CASE(start_inside_the_applications_run_throws) {
+  // The application's io_context::run() is going on: start() or run_sync() from one of its
+  // handlers is refused (Tornado: "This event loop is already running"), and the
+  // application's run goes on.
+  asio::io_context ctx;
+  tornado::AsyncIOMainLoop loop(ctx, false);
+  bool threw = false, after = false;
+  asio::post(ctx, [&] {
+    try {
+      loop.run_sync([] { return 1; });
+    } catch (const std::logic_error&) {
+      threw = true;
+    }
+    asio::post(ctx, [&] { after = true; });
+  });
+  ctx.run();
+  BOOST_TEST(threw);
+  BOOST_TEST(after);
+}
+
+BOOST_AUTO_TEST_CASE(failed_construction_leaves_no_registration) {
+  // The loop's own descriptor cannot be made (no descriptors left): the constructor throws,
+  // and nothing is left pointing at the object that was never built.
+  asio::io_context ctx;
+  rlimit old{};
+  ::getrlimit(RLIMIT_NOFILE, &old);
+  std::vector<int> fds;
+  {
+    rlimit low = old;
+    low.rlim_cur = 64;
+    ::setrlimit(RLIMIT_NOFILE, &low);
+    for (int fd; (fd = ::dup(0)) >= 0;) fds.push_back(fd);
+    BOOST_CHECK_THROW(tornado::AsyncIOMainLoop failed(ctx, false), boost::system::system_error);
+    for (int fd : fds) ::close(fd);
+    ::setrlimit(RLIMIT_NOFILE, &old);
+  }
+  BOOST_TEST(IOLoop::from(ctx) == nullptr);
+  tornado::AsyncIOMainLoop ok(ctx, false);
+  BOOST_TEST(IOLoop::from(ctx) == &ok);
 }

@@ -179,6 +179,7 @@ template <class F>
 auto IOLoop::run_sync_impl(F&& func, std::optional<clock::duration> timeout) {
   using R = std::decay_t<std::invoke_result_t<std::decay_t<F>&>>;
   using T = typename detail::run_sync_value<R>::type;
+  check_startable();
   auto st = std::make_shared<detail::run_sync_state<T>>();
 
   // No captures: the coroutine may start after this function returned (a stop already asked

@@ -123,15 +123,15 @@ BOOST_TORNADO_DECL IOLoop::IOLoop(boost::asio::io_context& context, bool make_cu
 }
 
 BOOST_TORNADO_DECL void IOLoop::register_loop() {
-  auto& svc = boost::asio::use_service<detail::ioloop_service>(*context_);
-  {
-    auto& reg = detail::registry();
-    std::lock_guard lock(reg.mutex);
-    if (svc.loop) throw std::logic_error("IOLoop is already attached to this io_context");
-    svc.loop = this;
-    reg.loops.push_back(this);
-  }
+  // What may throw first: a constructor that throws runs no destructor, so nothing may point
+  // at this loop by then.
   signals_ = std::make_unique<detail::signal_slots>();
+  auto& svc = boost::asio::use_service<detail::ioloop_service>(*context_);
+  auto& reg = detail::registry();
+  std::lock_guard lock(reg.mutex);
+  if (svc.loop) throw std::logic_error("IOLoop is already attached to this io_context");
+  reg.loops.push_back(this);  // may throw (allocation): before the service points here
+  svc.loop = this;
 }
 
 BOOST_TORNADO_DECL IOLoop::~IOLoop() {
@@ -189,8 +189,20 @@ BOOST_TORNADO_DECL void IOLoop::configure(factory f) {
   reg.factory = std::move(f);
 }
 
-BOOST_TORNADO_DECL void IOLoop::start() {
+BOOST_TORNADO_DECL void IOLoop::check_startable() const {
   if (closed_) throw std::logic_error("IOLoop is closed");
+  // Also inside a handler of the io_context (the application's own run(), under an
+  // AsyncIOMainLoop): a nested run would restart a context that is running and stop the
+  // application's run when it ends. Tornado raises here too.
+  if (running_.load() || context_->get_executor().running_in_this_thread())
+    throw std::logic_error("IOLoop is already running");
+}
+
+BOOST_TORNADO_DECL void IOLoop::start() {
+  check_startable();
+  // Before running_ is published: a stop() from another thread that sees the loop running
+  // stops the context, and a restart after that would undo it.
+  context_->restart();
   if (running_.exchange(true)) throw std::logic_error("IOLoop is already running");
   struct restore {
     IOLoop* self;
@@ -206,18 +218,23 @@ BOOST_TORNADO_DECL void IOLoop::start() {
       // A stop() that saw the loop not yet running but landed during this run ended it; it
       // is not also a stop before the next start().
       self->stop_requested_ = false;
+      ++self->pass_;  // a one-pass marker still queued is stale now
       self->running_ = false;
     }
   } guard{this};
   detail::thread_current = this;
   drain_signal_callbacks();
   arm_signal_wait();
-  context_->restart();
   if (stop_requested_.exchange(false)) {
     // stop() before start(): one pass over what is ready, then return (as asyncio's one
     // iteration). A marker posted behind the ready handlers ends the pass; what they add waits
     // for the next start(), so a callback that adds itself again cannot hold the pass open.
-    boost::asio::post(*context_, [context = context_] { context->stop(); });
+    // If the pass ends otherwise (a stop() in it, an exception), the marker stays queued: it
+    // belongs to this pass only and does nothing later.
+    const std::uint64_t pass = ++pass_;
+    boost::asio::post(*context_, [this, pass, alive = std::weak_ptr<const bool>(alive_)] {
+      if (!alive.expired() && pass == pass_) context_->stop();
+    });
     context_->run();
     return;
   }
