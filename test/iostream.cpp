@@ -1256,6 +1256,36 @@ BOOST_AUTO_TEST_CASE(test_handshake_fail) {
   });
 }
 
+BOOST_AUTO_TEST_CASE(test_start_tls_on_a_closed_stream) {
+  // The failure carries the closed stream's reason, as every operation's does.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto p = co_await tcp_streams::make();
+    p.ws.close(asio::error::connection_reset);
+    auto e = co_await expect_closed(p.ws.start_tls(false, client_tls(), "localhost"));
+    BOOST_TEST(e.real_error() == code(asio::error::connection_reset), "real_error: " << e.real_error().message());
+  });
+}
+
+BOOST_AUTO_TEST_CASE(test_start_tls_cancelled) {
+  // A peer that never answers the handshake: cancelling start_tls (here a timeout around it)
+  // completes it at once with operation_aborted, and the new stream is closed.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto p = co_await tcp_streams::make();
+    asio::cancellation_signal sig;
+    tls_record r;
+    p.ws.start_tls(false, client_tls(), "localhost", true, asio::bind_cancellation_slot(sig.slot(), r.handler()));
+    co_await sleep_for(10ms);
+    BOOST_REQUIRE(!r.s->stream);
+    sig.emit(asio::cancellation_type::terminal);
+    co_await r.wait();
+    BOOST_TEST(r.s->ec == code(asio::error::operation_aborted), r.s->ec.message());
+    BOOST_REQUIRE(r.s->stream);
+    BOOST_TEST(r.s->stream->closed());
+  });
+}
+
 BOOST_AUTO_TEST_CASE(test_check_hostname) {
   // start_tls verifies the name it is given: the certificate is trusted but names localhost.
   asio::io_context ctx(1);

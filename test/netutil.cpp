@@ -455,6 +455,24 @@ BOOST_AUTO_TEST_CASE(remover_during_the_pause) {
   BOOST_TEST(shortage.lines().size() == 1u);
 }
 
+BOOST_AUTO_TEST_CASE(acceptor_closed_during_the_pause) {
+  // Closing the acceptor ends the loop quietly, also while it pauses: no accept is tried on
+  // the closed acceptor, and nothing more is logged.
+  auto sockets = tornado::bind_sockets(ex(), 0, "127.0.0.1");
+  tcp::socket client(loop.context());
+  client.connect(local_endpoint(sockets[0]));
+  int calls = 0;
+  descriptor_shortage shortage;
+  auto remove = tornado::add_accept_handler(sockets[0], [&](tcp::socket, tcp::endpoint) { ++calls; });
+  BOOST_TEST_REQUIRE(run_until([&] { return !shortage.lines().empty(); }));
+  sockets[0].close();
+  std::this_thread::sleep_for(20ms);  // past the 5 ms pause
+  loop_briefly();
+  BOOST_TEST(calls == 0);
+  BOOST_TEST(shortage.lines().size() == 1u, "logged: " << shortage.lines().back());
+  remove();
+}
+
 BOOST_AUTO_TEST_CASE(io_context_destroyed_with_an_accept_pending) {
   std::function<void()> remove;
   int calls = 0;

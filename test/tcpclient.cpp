@@ -786,6 +786,18 @@ BOOST_AUTO_TEST_CASE(test_family_mismatch) {
   });
 }
 
+BOOST_AUTO_TEST_CASE(test_family_not_ip) {
+  // A family other than AF_UNSPEC, AF_INET or AF_INET6 is a mistake in the call, as for
+  // Resolver and bind_sockets: std::invalid_argument, before anything starts.
+  asio::io_context ctx(1);
+  TCPClient client(ctx.get_executor());
+  connect_options unix_family;
+  unix_family.family = AF_UNIX;
+  BOOST_CHECK_THROW(client.connect("localhost", 80, unix_family), std::invalid_argument);
+  BOOST_CHECK_THROW(client.connect("localhost", 80, client_tls(), unix_family), std::invalid_argument);
+  BOOST_TEST(ctx.poll() == 0u);
+}
+
 BOOST_AUTO_TEST_CASE(test_resolution_failure) {
   // A name that does not resolve: the resolver's error, as an exception and as a code.
   asio::io_context ctx(1);

@@ -1105,10 +1105,14 @@ void detail::initiate_start_tls<Protocol>::operator()(Handler&& handler, bool se
                                                       boost::asio::ssl::context* context, std::string server_hostname,
                                                       bool verify) const {
   auto ex = s->stream_.get_executor();
-  if (s->closed_ || !s->idle())
+  if (s->closed_ || !s->idle()) {
+    // The stream handed back is closed with this one's reason: a coroutine's
+    // StreamClosedError takes its real_error() from it.
+    SSLIOStream none(boost::asio::ip::tcp::socket(ex), *context);
+    if (s->closed_) none.close(s->error_);
     return post_completion(std::forward<Handler>(handler), ex,
-                           make_error_code(s->closed_ ? error::stream_closed : error::invalid_state),
-                           SSLIOStream(boost::asio::ip::tcp::socket(ex), *context));
+                           make_error_code(s->closed_ ? error::stream_closed : error::invalid_state), std::move(none));
+  }
   // The read kept going for the close callback must not eat the handshake.
   boost::system::error_code ignored;
   if (s->reading_io_) s->stream_.cancel(ignored);
@@ -1119,9 +1123,14 @@ void detail::initiate_start_tls<Protocol>::operator()(Handler&& handler, bool se
   s->close({});
   if (close_cb) tls->set_close_callback(std::move(close_cb));
   auto& ref = *tls;
-  ref.wait_for_handshake([h = std::forward<Handler>(handler), tls = std::move(tls), ex](boost::system::error_code ec) mutable {
-    post_completion(std::move(h), ex, ec, std::move(*tls));
-  });
+  // The caller's cancellation reaches the handshake wait; a cancelled start_tls closes the new
+  // stream, which a handshake left half done makes useless.
+  auto slot = boost::asio::get_associated_cancellation_slot(handler);
+  ref.wait_for_handshake(boost::asio::bind_cancellation_slot(
+      slot, [h = std::forward<Handler>(handler), tls = std::move(tls), ex](boost::system::error_code ec) mutable {
+        if (ec == boost::asio::error::operation_aborted && !tls->closed()) tls->close(ec);
+        post_completion(std::move(h), ex, ec, std::move(*tls));
+      }));
 }
 
 // ---- PipeIOStream ----

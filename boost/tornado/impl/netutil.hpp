@@ -94,7 +94,9 @@ private:
     void operator()(const boost::system::error_code& ec) {
       auto running = ref.run();
       running.loop->pausing_ = false;
-      if (!ec && !running.loop->removed_) running.loop->accept();
+      // The acceptor closed during the pause: the loop ends quietly, as it does when the
+      // acceptor closes under a pending accept.
+      if (!ec && !running.loop->removed_ && running.loop->acceptor_.is_open()) running.loop->accept();
     }
   };
 

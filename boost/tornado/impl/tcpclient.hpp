@@ -8,6 +8,7 @@
 #include <list>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <vector>
 
 namespace boost::tornado {
@@ -232,6 +233,12 @@ struct initiate_tcp_connect {
   }
 };
 
+// As Resolver and bind_sockets: a family that is neither is a mistake in the call.
+inline void check_connect_family(int family) {
+  if (family != AF_UNSPEC && family != AF_INET && family != AF_INET6)
+    throw std::invalid_argument("TCPClient::connect: family must be AF_UNSPEC, AF_INET or AF_INET6");
+}
+
 // What `co_await` raises when a connection fails: the timeout or cancellation as such, a
 // failed lookup as a system_error, anything else as StreamClosedError.
 struct connect_error {
@@ -249,6 +256,7 @@ struct connect_error {
 
 template <class Token>
 auto TCPClient::connect(std::string_view host_name, unsigned short port, const connect_options& options, Token&& token) {
+  detail::check_connect_family(options.family);
   std::string host(host_name);
   using init_t = detail::initiate_tcp_connect<IOStream>;
   boost::asio::ssl::context* none = nullptr;
@@ -263,6 +271,7 @@ auto TCPClient::connect(std::string_view host_name, unsigned short port, const c
 template <class Token>
 auto TCPClient::connect(std::string_view host_name, unsigned short port, boost::asio::ssl::context& ssl_context,
                         const connect_options& options, Token&& token) {
+  detail::check_connect_family(options.family);
   std::string host(host_name);
   using init_t = detail::initiate_tcp_connect<SSLIOStream>;
   if constexpr (detail::is_default_token<Token>)
