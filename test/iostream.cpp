@@ -240,6 +240,7 @@ public:
     std::string written;
     bool hold_writes = false;
     std::function<void()> release;  // completes the write being held
+    std::string written_at_release;  // the held write's bytes as they are when released
   };
 
   scripted_stream(executor_type ex, std::shared_ptr<script> s) : ex_(std::move(ex)), s_(std::move(s)) {}
@@ -278,9 +279,10 @@ public:
             s->written.append(static_cast<const char*>(b.data()), b.size());
             n += b.size();
           }
-          s->write_calls.push_back(std::move(call));
+          s->write_calls.push_back(call);
           auto complete = std::make_shared<decltype(handler)>(std::move(handler));
-          auto finish = [ex, n, complete] {
+          auto finish = [ex, n, complete, s, call] {
+            for (const auto& b : call) s->written_at_release.append(static_cast<const char*>(b.data()), b.size());
             asio::post(ex, [n, complete] { std::move(*complete)(error_code(), n); });
           };
           if (s->hold_writes)
@@ -2482,6 +2484,36 @@ BOOST_AUTO_TEST_CASE(test_large_read_keeps_its_bytes_on_close) {
   });
 }
 
+BOOST_AUTO_TEST_CASE(test_close_during_a_large_read) {
+  // close() with a large read_bytes in flight (reading straight into its result): the read
+  // fails with stream_closed once its system read has returned, and keeps no byte from the
+  // stream. A streamed read pending on the closed stream makes a new read fail as closed,
+  // not as "already reading" (Tornado checks closed first).
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto p = co_await tcp_streams::make();
+    const std::string first = pattern(1000);
+    record r;
+    p.rs.read_bytes(200000, false, r.handler());
+    co_await p.ws.write(first);
+    co_await sleep_for(10ms);
+    BOOST_REQUIRE(!r.done());
+    p.rs.close();
+    co_await r.wait(2s);
+    BOOST_TEST(r.ec() == code(tornado::error::stream_closed));
+    BOOST_TEST((co_await within(p.rs.read_until_close()) == first));
+  });
+  asio::io_context ctx2(1);
+  run(ctx2, [&]() -> asio::awaitable<void> {
+    auto p = co_await tcp_streams::make();
+    record r;
+    p.rs.read_until_close([](std::string_view) {}, r.handler());
+    p.rs.close();
+    co_await expect_closed(p.rs.read_bytes(1));
+    co_await r.wait(2s);
+  });
+}
+
 BOOST_AUTO_TEST_CASE(test_close_completes_a_satisfiable_read) {
   // The chunk that carries the delimiter also takes the buffer past max_buffer_size: the
   // stream closes with stream_buffer_full, and the pending read_until, which the buffer
@@ -2759,6 +2791,29 @@ BOOST_AUTO_TEST_CASE(test_user_stream) {
     BOOST_TEST(co_await stream.read_until_close() == "tail");
     BOOST_TEST(stream.closed());
     BOOST_TEST(!stream.error());
+  });
+}
+
+BOOST_AUTO_TEST_CASE(test_close_keeps_the_bytes_of_a_write_in_flight) {
+  // A stream of the user's has no close(): a write in flight when the stream closes goes on,
+  // and its bytes must live until it returns (Asio's rule for an operation's buffers).
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    auto script = std::make_shared<scripted_stream::script>();
+    script->hold_writes = true;
+    tornado::BaseIOStream<scripted_stream> stream(scripted_stream(ex, script));
+    const std::string big(100000, 'b');
+    record w;
+    stream.write(std::vector<char>(big.begin(), big.end()), w.handler());  // taken, not copied
+    BOOST_REQUIRE(script->release);
+    stream.close();
+    BOOST_TEST(!stream.writing());
+    co_await w.wait();
+    BOOST_TEST(w.ec() == code(tornado::error::stream_closed));
+    std::exchange(script->release, nullptr)();
+    co_await sleep_for(1ms);
+    BOOST_TEST((script->written_at_release == big));
   });
 }
 
@@ -3063,6 +3118,25 @@ BOOST_AUTO_TEST_CASE(test_start_tls_keeps_close_callback) {
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(Tokens)
+
+BOOST_AUTO_TEST_CASE(test_deferred_operation_outlives_its_stream_handle) {
+  // An operation made with asio::deferred starts later; the stream object it came from may be
+  // reassigned (or destroyed) meanwhile. It then starts on the stream it was made for, now
+  // closed, and fails as such (no dangling state).
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto p = co_await tcp_streams::make();
+    auto q = co_await tcp_streams::make();
+    auto write = p.ws.write(std::string_view("x"), asio::deferred);
+    auto read = p.rs.read_bytes(1, false, asio::deferred);
+    p.ws = std::move(q.ws);
+    { auto gone = std::move(p.rs); }
+    auto [wec] = co_await std::move(write)(asio::as_tuple(asio::use_awaitable));
+    BOOST_TEST(wec == code(tornado::error::stream_closed));
+    auto [rec, data] = co_await std::move(read)(asio::as_tuple(asio::use_awaitable));
+    BOOST_TEST(rec == code(tornado::error::stream_closed));
+  });
+}
 
 BOOST_AUTO_TEST_CASE(test_callback_and_deferred_tokens) {
   // The operations take any Asio token: callbacks (completed from the loop even when the

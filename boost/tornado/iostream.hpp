@@ -97,7 +97,7 @@ public:
   void set_close_callback(std::function<void()> callback) { state_->set_close_callback(std::move(callback)); }
   bool closed() const noexcept { return state_->closed_; }
   bool reading() const noexcept { return state_->kind_ != detail::read_kind::none; }
-  bool writing() const noexcept { return !state_->wq_.empty(); }
+  bool writing() const noexcept { return !state_->closed_ && !state_->wq_.empty(); }
   // TCP_NODELAY on a TCP stream (ignored by streams without it).
   void set_nodelay(bool value);
 

@@ -88,10 +88,13 @@ template <class Waiter, class Handler, class Configure>
 void stream_state<Stream>::begin_read(Handler&& handler, Configure configure) {
   const auto& ex = stream_.get_executor();
   if (kind_ != read_kind::none) {
+    // A read still pending on a closed stream is on its way out (a streamed one fails from the
+    // loop): the stream is closed, as Tornado says before "already reading".
+    const auto ec = closed_ ? closed_error() : make_error_code(error::already_reading);
     if constexpr (std::is_same_v<Waiter, size_waiter>)
-      post_completion(std::forward<Handler>(handler), ex, make_error_code(error::already_reading), std::size_t(0));
+      post_completion(std::forward<Handler>(handler), ex, ec, std::size_t(0));
     else
-      post_completion(std::forward<Handler>(handler), ex, make_error_code(error::already_reading), std::string());
+      post_completion(std::forward<Handler>(handler), ex, ec, std::string());
     return;
   }
   try {
@@ -414,7 +417,10 @@ void stream_state<Stream>::on_read(const boost::system::error_code& ec, std::siz
     cancel_pending_ = false;
     if (kind_ != read_kind::none) fail_read(boost::asio::error::operation_aborted, false);
   }
-  if (closed_) return;
+  if (closed_) {
+    if (io_direct_ && kind_ != read_kind::none && !streaming_mode_) fail_read(closed_error(), false);  // see close()
+    return;
+  }
   if (ec) {
     if (ec == boost::asio::error::operation_aborted) {
       if (kind_ != read_kind::none) try_read(false);
@@ -535,7 +541,10 @@ template <class Stream>
 void stream_state<Stream>::on_write(const boost::system::error_code& ec, std::size_t n) {
   writing_io_ = false;
   wq_.unseal();
-  if (closed_) return;
+  if (closed_) {
+    wq_.clear();  // kept by close() while this write had its bytes (see there)
+    return;
+  }
   if (ec) {
     if (!is_connection_reset(ec)) log(log_level::warning, gen_log, "Write error: " + ec.message());
     return close(ec);
@@ -633,14 +642,19 @@ void stream_state<Stream>::close(boost::system::error_code ec) {
     }
   }
   close_socket();
-  if (kind_ != read_kind::none && !streaming_mode_) fail_read(closed_error(), true);
+  // A read straight into its destination whose system read is in flight fails when that read
+  // returns (on_read): the memory is the system read's until then, as for a cancellation.
+  if (kind_ != read_kind::none && !streaming_mode_ && !(reading_io_ && io_direct_)) fail_read(closed_error(), true);
   while (list_node* node = write_waiters_.pop_front()) static_cast<write_waiter*>(node)->complete(closed_error());
   if (x_) {
     while (list_node* node = x_->gate_waiters.pop_front()) static_cast<gate_waiter*>(node)->complete(closed_error());
     while (list_node* node = x_->handshake_waiters.pop_front())
       static_cast<gate_waiter*>(node)->complete(closed_error());
   }
-  wq_.clear();
+  // The bytes of a write in flight stay until it returns: an operation owns its buffers until
+  // its handler runs (a stream that is not a socket may not stop at close; Asio's TLS write
+  // may be waiting its turn behind a read). on_write drops them.
+  if (!writing_io_) wq_.clear();
   if (x_) {
     if (x_->close_cb && !shutting_down_) boost::asio::post(stream_.get_executor(), std::exchange(x_->close_cb, nullptr));
     x_->close_cb = nullptr;
@@ -704,7 +718,7 @@ void stream_state<Stream>::on_waiter_cancel(gate_waiter* w) {
 
 template <class Stream, class Waiter>
 struct initiate_read {
-  stream_state<Stream>* s;
+  stream_ref<Stream> s;  // counted: an operation may start after the stream's handle is gone
   using executor_type = typename Stream::executor_type;
   decltype(auto) get_executor() const { return s->stream_.get_executor(); }
   template <class Handler, class Configure>
@@ -715,7 +729,7 @@ struct initiate_read {
 
 template <class Stream>
 struct initiate_write {
-  stream_state<Stream>* s;
+  stream_ref<Stream> s;
   using executor_type = typename Stream::executor_type;
   decltype(auto) get_executor() const { return s->stream_.get_executor(); }
   // The bytes are moved on, not copied, unless the caller keeps them (an operation started
@@ -731,7 +745,7 @@ struct initiate_write {
 
 template <class Stream>
 struct initiate_gate {
-  stream_state<Stream>* s;
+  stream_ref<Stream> s;
   using executor_type = typename Stream::executor_type;
   decltype(auto) get_executor() const { return s->stream_.get_executor(); }
 };
@@ -774,9 +788,9 @@ auto BaseIOStream<Stream>::awaited(Init init, Args&&... args) const {
 #define BOOST_TORNADO_STREAM_OP(T, Waiter, configure)                                                   \
   using init_t = detail::initiate_read<Stream, typename detail::stream_state<Stream>::Waiter>;          \
   if constexpr (detail::is_default_token<Token>)                                                        \
-    return awaited<void(boost::system::error_code, T)>(init_t{state_}, configure);                      \
+    return awaited<void(boost::system::error_code, T)>(init_t{detail::stream_ref(state_)}, configure);                      \
   else                                                                                                  \
-    return boost::asio::async_initiate<Token, void(boost::system::error_code, T)>(init_t{state_}, token, \
+    return boost::asio::async_initiate<Token, void(boost::system::error_code, T)>(init_t{detail::stream_ref(state_)}, token, \
                                                                                    configure)
 
 template <class Stream>
@@ -875,9 +889,9 @@ auto BaseIOStream<Stream>::read_until_close(Chunk chunk, Token&& token) {
 #define BOOST_TORNADO_WRITE_OP(data)                                                                     \
   using init_t = detail::initiate_write<Stream>;                                                         \
   if constexpr (detail::is_default_token<Token>)                                                         \
-    return awaited<void(boost::system::error_code)>(init_t{state_}, data);                              \
+    return awaited<void(boost::system::error_code)>(init_t{detail::stream_ref(state_)}, data);                              \
   else                                                                                                   \
-    return boost::asio::async_initiate<Token, void(boost::system::error_code)>(init_t{state_}, token, data)
+    return boost::asio::async_initiate<Token, void(boost::system::error_code)>(init_t{detail::stream_ref(state_)}, token, data)
 
 template <class Stream>
 template <class Token>
@@ -917,7 +931,7 @@ template <class Stream, class Endpoint>
 struct initiate_connect : initiate_gate<Stream> {
   template <class Handler>
   void operator()(Handler&& handler, Endpoint endpoint) const {
-    auto* s = this->s;
+    auto* s = this->s.get();
     if (s->closed_) return post_completion(std::forward<Handler>(handler), s->stream_.get_executor(), s->closed_error());
     s->gated_ = true;
     s->add_gate_waiter(std::forward<Handler>(handler));
@@ -929,7 +943,7 @@ template <class Stream>
 struct initiate_resolve_connect : initiate_gate<Stream> {
   template <class Handler>
   void operator()(Handler&& handler, std::string host, unsigned short port) const {
-    auto* s = this->s;
+    auto* s = this->s.get();
     if (s->closed_) return post_completion(std::forward<Handler>(handler), s->stream_.get_executor(), s->closed_error());
     s->gated_ = true;
     s->add_gate_waiter(std::forward<Handler>(handler));
@@ -954,9 +968,9 @@ template <class Token>
 auto basic_iostream<Protocol>::connect(const endpoint_type& endpoint, Token&& token) {
   using init_t = detail::initiate_connect<socket_type, endpoint_type>;
   if constexpr (detail::is_default_token<Token>)
-    return this->template awaited<void(boost::system::error_code)>(init_t{{this->state_}}, endpoint);
+    return this->template awaited<void(boost::system::error_code)>(init_t{{detail::stream_ref(this->state_)}}, endpoint);
   else
-    return boost::asio::async_initiate<Token, void(boost::system::error_code)>(init_t{{this->state_}}, token, endpoint);
+    return boost::asio::async_initiate<Token, void(boost::system::error_code)>(init_t{{detail::stream_ref(this->state_)}}, token, endpoint);
 }
 
 template <class Protocol>
@@ -965,9 +979,9 @@ auto basic_iostream<Protocol>::connect(std::string host, unsigned short port, To
   static_assert(std::is_same_v<Protocol, boost::asio::ip::tcp>, "connect(host, port) is for TCP");
   using init_t = detail::initiate_resolve_connect<socket_type>;
   if constexpr (detail::is_default_token<Token>)
-    return this->template awaited<void(boost::system::error_code)>(init_t{{this->state_}}, std::move(host), port);
+    return this->template awaited<void(boost::system::error_code)>(init_t{{detail::stream_ref(this->state_)}}, std::move(host), port);
   else
-    return boost::asio::async_initiate<Token, void(boost::system::error_code)>(init_t{{this->state_}}, token,
+    return boost::asio::async_initiate<Token, void(boost::system::error_code)>(init_t{{detail::stream_ref(this->state_)}}, token,
                                                                                std::move(host), port);
 }
 
@@ -1001,7 +1015,7 @@ inline void configure_tls_client(boost::asio::ssl::stream<boost::asio::ip::tcp::
 
 template <class Protocol>
 struct initiate_start_tls {
-  stream_state<boost::asio::basic_stream_socket<Protocol>>* s;
+  stream_ref<boost::asio::basic_stream_socket<Protocol>> s;
   using executor_type = typename boost::asio::basic_stream_socket<Protocol>::executor_type;
   decltype(auto) get_executor() const { return s->stream_.get_executor(); }
   template <class Handler>
@@ -1027,10 +1041,10 @@ auto basic_iostream<Protocol>::start_tls(bool server_side, boost::asio::ssl::con
   using init_t = detail::initiate_start_tls<Protocol>;
   if constexpr (detail::is_default_token<Token>)
     return detail::make_awaited_op<void(boost::system::error_code, SSLIOStream)>(
-        init_t{this->state_}, detail::start_tls_error{}, server_side, &context, std::string(server_hostname), verify);
+        init_t{detail::stream_ref(this->state_)}, detail::start_tls_error{}, server_side, &context, std::string(server_hostname), verify);
   else
     return boost::asio::async_initiate<Token, void(boost::system::error_code, SSLIOStream)>(
-        init_t{this->state_}, token, server_side, &context, std::string(server_hostname), verify);
+        init_t{detail::stream_ref(this->state_)}, token, server_side, &context, std::string(server_hostname), verify);
 }
 
 // ---- SSLIOStream ----
@@ -1051,7 +1065,7 @@ template <class Endpoint>
 struct initiate_ssl_connect : initiate_gate<boost::asio::ssl::stream<boost::asio::ip::tcp::socket>> {
   template <class Handler>
   void operator()(Handler&& handler, Endpoint endpoint, std::string server_hostname, bool verify) const {
-    auto* s = this->s;
+    auto* s = this->s.get();
     if (s->closed_) return post_completion(std::forward<Handler>(handler), s->stream_.get_executor(), s->closed_error());
     if (server_hostname.empty()) server_hostname = endpoint.address().to_string();
     configure_tls_client(s->stream_, std::move(server_hostname), verify);
@@ -1067,7 +1081,7 @@ struct initiate_ssl_connect : initiate_gate<boost::asio::ssl::stream<boost::asio
 struct initiate_wait_for_handshake : initiate_gate<boost::asio::ssl::stream<boost::asio::ip::tcp::socket>> {
   template <class Handler>
   void operator()(Handler&& handler) const {
-    auto* s = this->s;
+    auto* s = this->s.get();
     auto ex = s->stream_.get_executor();
     if (s->closed_) return post_completion(std::forward<Handler>(handler), ex, s->closed_error());
     if (s->x_ && !s->x_->handshake_waiters.empty())
@@ -1084,9 +1098,9 @@ auto SSLIOStream::connect(const boost::asio::ip::tcp::endpoint& endpoint, std::s
                           Token&& token) {
   using init_t = detail::initiate_ssl_connect<boost::asio::ip::tcp::endpoint>;
   if constexpr (detail::is_default_token<Token>)
-    return awaited<void(boost::system::error_code)>(init_t{{state_}}, endpoint, std::string(server_hostname), verify);
+    return awaited<void(boost::system::error_code)>(init_t{{detail::stream_ref(state_)}}, endpoint, std::string(server_hostname), verify);
   else
-    return boost::asio::async_initiate<Token, void(boost::system::error_code)>(init_t{{state_}}, token, endpoint,
+    return boost::asio::async_initiate<Token, void(boost::system::error_code)>(init_t{{detail::stream_ref(state_)}}, token, endpoint,
                                                                                std::string(server_hostname), verify);
 }
 
@@ -1094,9 +1108,9 @@ template <class Token>
 auto SSLIOStream::wait_for_handshake(Token&& token) {
   using init_t = detail::initiate_wait_for_handshake;
   if constexpr (detail::is_default_token<Token>)
-    return awaited<void(boost::system::error_code)>(init_t{{state_}});
+    return awaited<void(boost::system::error_code)>(init_t{{detail::stream_ref(state_)}});
   else
-    return boost::asio::async_initiate<Token, void(boost::system::error_code)>(init_t{{state_}}, token);
+    return boost::asio::async_initiate<Token, void(boost::system::error_code)>(init_t{{detail::stream_ref(state_)}}, token);
 }
 
 template <class Protocol>
