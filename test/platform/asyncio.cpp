@@ -163,15 +163,23 @@ BOOST_AUTO_TEST_CASE(failed_construction_leaves_no_registration) {
   rlimit old{};
   ::getrlimit(RLIMIT_NOFILE, &old);
   std::vector<int> fds;
+  fds.reserve(64);
+  bool threw = false;
   {
+    // Nothing of the test framework's while no descriptor is left (UBSan's checks need one).
     rlimit low = old;
     low.rlim_cur = 64;
     ::setrlimit(RLIMIT_NOFILE, &low);
     for (int fd; (fd = ::dup(0)) >= 0;) fds.push_back(fd);
-    BOOST_CHECK_THROW(tornado::AsyncIOMainLoop failed(ctx, false), boost::system::system_error);
+    try {
+      tornado::AsyncIOMainLoop failed(ctx, false);
+    } catch (const boost::system::system_error&) {
+      threw = true;
+    }
     for (int fd : fds) ::close(fd);
     ::setrlimit(RLIMIT_NOFILE, &old);
   }
+  BOOST_TEST(threw);
   BOOST_TEST(IOLoop::from(ctx) == nullptr);
   tornado::AsyncIOMainLoop ok(ctx, false);
   BOOST_TEST(IOLoop::from(ctx) == &ok);
