@@ -6,9 +6,10 @@
 #include <boost/tornado/iostream.hpp>
 #include <boost/tornado/tcpserver.hpp>
 
+#include <charconv>
 #include <cstdio>
-#include <cstdlib>
 #include <string>
+#include <string_view>
 
 namespace asio = boost::asio;
 namespace tornado = boost::tornado;
@@ -17,11 +18,13 @@ static asio::awaitable<void> echo(tornado::IOStream stream, asio::ip::tcp::endpo
   stream.set_nodelay(true);
   try {
     for (;;) {
-      std::string line = co_await stream.read_until("\n");
+      // Bounded, as a server facing untrusted peers should be: a line longer than 64 KiB
+      // closes the connection instead of growing its buffer.
+      std::string line = co_await stream.read_until("\n", 64 * 1024);
       co_await stream.write(std::move(line));
     }
   } catch (const tornado::StreamClosedError&) {
-    // the client went away
+    // the client went away, or sent an overlong line
   }
 }
 
@@ -35,15 +38,25 @@ static asio::awaitable<void> client(unsigned short port) {
   }
 }
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) try {
   tornado::IOLoop loop;
   tornado::TCPServer server(loop.get_executor(), echo);
   if (argc > 1) {
-    server.listen(static_cast<unsigned short>(std::atoi(argv[argc - 1])), "127.0.0.1");
+    const std::string_view arg = argv[argc - 1];
+    unsigned short port = 0;
+    auto [end, ec] = std::from_chars(arg.data(), arg.data() + arg.size(), port);
+    if (ec != std::errc() || end != arg.data() + arg.size() || port == 0) {
+      std::fprintf(stderr, "usage: echo_server [PORT]  (PORT 1-65535, got \"%s\")\n", argv[argc - 1]);
+      return 2;
+    }
+    server.listen(port, "127.0.0.1");
     loop.start();
     return 0;
   }
   server.listen(0, "127.0.0.1");
   loop.run_sync([&] { return client(server.endpoints().front().port()); });
   return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "echo_server: %s\n", e.what());
+  return 1;
 }

@@ -108,7 +108,11 @@ static asio::awaitable<void> serve(tornado::IOStream stream, tcp::endpoint peer)
   res.set(http::field::connection, "close");
   res.body() = bad_request + "\n";
   res.prepare_payload();
-  co_await stream.write(serialize(res));
+  try {
+    co_await stream.write(serialize(res));
+  } catch (const tornado::StreamClosedError&) {
+    // the client did not wait for the answer
+  }
 }
 
 static asio::awaitable<void> client(unsigned short port) {

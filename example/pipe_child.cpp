@@ -8,6 +8,7 @@
 // Then it reaps the children and exits.
 #include <boost/tornado/ioloop.hpp>
 #include <boost/tornado/iostream.hpp>
+#include <boost/tornado/locks.hpp>
 
 #include <boost/asio/this_coro.hpp>
 
@@ -91,11 +92,16 @@ static asio::awaitable<void> shout_with_tr() {
   // Write and read at the same time, or each side could wait for the other once the pipes are
   // full. A write with a callback token starts at once (the default token's awaitable would
   // wait for co_await); its callback closes tr's stdin once every byte has gone into the pipe.
-  tr.stdin_.write(std::move(text), [&tr](boost::system::error_code ec) {
+  // The callback refers to `tr`, in this frame: the frame waits for it (`fed`) before it ends,
+  // also when tr exits early and the callback comes after its output has ended.
+  tornado::Event fed;
+  tr.stdin_.write(std::move(text), [&tr, &fed](boost::system::error_code ec) {
     if (ec) std::printf("write to tr failed: %s\n", ec.message().c_str());
     tr.stdin_.close();
+    fed.set();
   });
   std::string shouted = co_await tr.stdout_.read_until_close();
+  co_await fed.wait();
   std::printf("tr answered %zu bytes of %zu, starting with: %s", shouted.size(), size,
               shouted.substr(0, shouted.find('\n') + 1).c_str());
   std::printf("tr exited with status %d\n", tr.wait());

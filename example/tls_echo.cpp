@@ -42,7 +42,10 @@ struct throwaway_certificate {
       throw std::runtime_error("could not run `openssl req` (is the openssl command installed?)");
     }
   }
-  ~throwaway_certificate() { std::filesystem::remove_all(dir); }
+  ~throwaway_certificate() {
+    std::error_code ignored;  // a destructor must not throw
+    std::filesystem::remove_all(dir, ignored);
+  }
   std::string cert() const { return (dir / "cert.pem").string(); }
   std::string key() const { return (dir / "key.pem").string(); }
 };

@@ -71,7 +71,7 @@ static asio::awaitable<void> echo(tornado::IOStream stream, tcp::endpoint) {
   stream.set_nodelay(true);
   try {
     for (;;) {
-      std::string line = co_await stream.read_until("\n");
+      std::string line = co_await stream.read_until("\n", 64 * 1024);
       co_await stream.write(std::move(line));
     }
   } catch (const tornado::StreamClosedError&) {
