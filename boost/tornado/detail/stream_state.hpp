@@ -309,6 +309,14 @@ public:
   std::optional<std::size_t> find_read_pos(bool& unsatisfiable);
   void finish_read(std::size_t pos, bool initiating);
   void fail_read(boost::system::error_code ec, bool initiating);
+  // The stream stops reading: the read's flags are reset and what the extras held for it (a
+  // streaming callback, the caller's buffer, a direct result) is let go, so take from them first.
+  void clear_read() noexcept {
+    kind_ = read_kind::none;
+    direct_ = streaming_mode_ = partial_ = false;
+    scan_ = 0;
+    if (x_) x_->end_read();
+  }
   void start_read_io(bool try_now = false);
   bool set_non_blocking() noexcept;
   void handle_read_error(const boost::system::error_code& ec);

@@ -100,11 +100,7 @@ void stream_state<Stream>::begin_read(Handler&& handler, Configure configure) {
   try {
     configure(*this);  // may allocate (a large read's result, a regex or delimiter copy)
   } catch (...) {
-    // The stream stays as it was: no read pending.
-    kind_ = read_kind::none;
-    direct_ = streaming_mode_ = partial_ = false;
-    scan_ = 0;
-    if (x_) x_->end_read();
+    clear_read();  // the stream stays as it was: no read pending
     throw;
   }
   enqueue_waiter_in<Waiter>(&read_storage_, ex, std::forward<Handler>(handler), this, read_waiters_, Deadline{});
@@ -263,29 +259,23 @@ std::optional<std::size_t> stream_state<Stream>::find_read_pos(bool& unsatisfiab
 template <class Stream>
 void stream_state<Stream>::finish_read(std::size_t pos, bool initiating) {
   list_node* node = read_waiters_.pop_front();
-  const read_kind kind = kind_;
-  const bool direct = direct_;
-  if (streaming_mode_) x_->streaming = nullptr;
-  kind_ = read_kind::none;
-  direct_ = streaming_mode_ = partial_ = false;
-  scan_ = 0;
-  if (kind == read_kind::into) {
+  if (kind_ == read_kind::into) {
     std::size_t n = x_->into_filled;
-    x_->end_read();
+    clear_read();
     maybe_listen_for_close();
     auto* w = static_cast<size_waiter*>(node);
     initiating ? w->complete({}, std::move(n)) : w->dispatch({}, std::move(n));
     return;
   }
-  std::string result = !direct && pos ? string_pool::take() : std::string();
-  if (direct) {
+  std::string result = !direct_ && pos ? string_pool::take() : std::string();
+  if (direct_) {
     result = std::move(x_->result);
     result.resize(pos);
-    x_->end_read();
   } else if (pos) {
     result.append(rbuf_.data(), pos);  // result is empty: append copies without assign's overlap checks
     rbuf_.consume(pos);
   }
+  clear_read();
   maybe_listen_for_close();
   auto* w = static_cast<string_waiter*>(node);
   initiating ? w->complete({}, std::move(result)) : w->dispatch({}, std::move(result));
@@ -308,10 +298,7 @@ void stream_state<Stream>::fail_read(boost::system::error_code ec, bool initiati
       rbuf_ = std::move(back);
     }
   }
-  kind_ = read_kind::none;
-  direct_ = streaming_mode_ = partial_ = false;
-  scan_ = 0;
-  if (x_) x_->end_read();
+  clear_read();
   if (!node) return;
   if (kind == read_kind::into) {
     auto* w = static_cast<size_waiter*>(node);
