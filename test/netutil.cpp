@@ -120,6 +120,29 @@ private:
   std::vector<std::string> lines_;
 };
 
+// A connection waits on a listening socket whose accept loop has run out of descriptors and
+// logged it once; the descriptors are back, and the loop pauses before it tries again.
+struct paused_accept {
+  std::vector<tcp::acceptor> sockets;
+  tcp::socket client;
+  int calls = 0;  // connections the accept callback was given
+  descriptor_shortage shortage;
+  std::function<void()> remove;
+
+  explicit paused_accept(fixture& f)
+      : sockets(tornado::bind_sockets(f.ex(), 0, "127.0.0.1")), client(connected(f, sockets[0])),
+        remove(tornado::add_accept_handler(sockets[0], [this](tcp::socket, tcp::endpoint) { ++calls; })) {
+    BOOST_TEST_REQUIRE(f.run_until([&] { return !shortage.lines().empty(); }));
+  }
+
+private:
+  static tcp::socket connected(fixture& f, const tcp::acceptor& a) {
+    tcp::socket s(f.loop.context());
+    s.connect(a.local_endpoint());
+    return s;
+  }
+};
+
 } // namespace
 
 // ---- is_valid_ip ----
@@ -423,54 +446,36 @@ BOOST_AUTO_TEST_CASE(callback_exception_is_logged_and_accepting_goes_on) {
 }
 
 BOOST_AUTO_TEST_CASE(out_of_descriptors_pauses_and_retries) {
-  auto sockets = tornado::bind_sockets(ex(), 0, "127.0.0.1");
-  tcp::socket client(loop.context());
-  client.connect(local_endpoint(sockets[0]));
-  int calls = 0;
-  descriptor_shortage shortage;
-  auto remove = tornado::add_accept_handler(sockets[0], [&](tcp::socket, tcp::endpoint) { ++calls; });
-  BOOST_TEST_REQUIRE(run_until([&] { return !shortage.lines().empty(); }));
-  BOOST_TEST(calls == 0);
-  BOOST_TEST_REQUIRE(shortage.lines().size() == 1u);
-  BOOST_TEST(shortage.lines()[0].find("tornado.general: Error accepting a connection on 127.0.0.1:") == 0u);
-  BOOST_TEST(shortage.lines()[0].find("retrying in 5 ms") != std::string::npos);
+  paused_accept p(*this);
+  BOOST_TEST(p.calls == 0);
+  BOOST_TEST_REQUIRE(p.shortage.lines().size() == 1u);
+  BOOST_TEST(p.shortage.lines()[0].find("tornado.general: Error accepting a connection on 127.0.0.1:") == 0u);
+  BOOST_TEST(p.shortage.lines()[0].find("retrying in 5 ms") != std::string::npos);
   // Descriptors are back: the pending connection gets through after the pause.
-  BOOST_TEST_REQUIRE(run_until([&] { return calls == 1; }));
-  remove();
+  BOOST_TEST_REQUIRE(run_until([&] { return p.calls == 1; }));
+  p.remove();
 }
 
 BOOST_AUTO_TEST_CASE(remover_during_the_pause) {
-  auto sockets = tornado::bind_sockets(ex(), 0, "127.0.0.1");
-  tcp::socket client(loop.context());
-  client.connect(local_endpoint(sockets[0]));
-  int calls = 0;
-  descriptor_shortage shortage;
-  auto remove = tornado::add_accept_handler(sockets[0], [&](tcp::socket, tcp::endpoint) { ++calls; });
-  BOOST_TEST_REQUIRE(run_until([&] { return !shortage.lines().empty(); }));
-  remove();
+  paused_accept p(*this);
+  p.remove();
   // Descriptors are back, but the cancelled pause accepts nothing.
   std::this_thread::sleep_for(20ms);
   loop_briefly();
-  BOOST_TEST(calls == 0);
-  BOOST_TEST(shortage.lines().size() == 1u);
+  BOOST_TEST(p.calls == 0);
+  BOOST_TEST(p.shortage.lines().size() == 1u);
 }
 
 BOOST_AUTO_TEST_CASE(acceptor_closed_during_the_pause) {
   // Closing the acceptor ends the loop quietly, also while it pauses: no accept is tried on
   // the closed acceptor, and nothing more is logged.
-  auto sockets = tornado::bind_sockets(ex(), 0, "127.0.0.1");
-  tcp::socket client(loop.context());
-  client.connect(local_endpoint(sockets[0]));
-  int calls = 0;
-  descriptor_shortage shortage;
-  auto remove = tornado::add_accept_handler(sockets[0], [&](tcp::socket, tcp::endpoint) { ++calls; });
-  BOOST_TEST_REQUIRE(run_until([&] { return !shortage.lines().empty(); }));
-  sockets[0].close();
+  paused_accept p(*this);
+  p.sockets[0].close();
   std::this_thread::sleep_for(20ms);  // past the 5 ms pause
   loop_briefly();
-  BOOST_TEST(calls == 0);
-  BOOST_TEST(shortage.lines().size() == 1u, "logged: " << shortage.lines().back());
-  remove();
+  BOOST_TEST(p.calls == 0);
+  BOOST_TEST(p.shortage.lines().size() == 1u, "logged: " << p.shortage.lines().back());
+  p.remove();
 }
 
 BOOST_AUTO_TEST_CASE(io_context_destroyed_with_an_accept_pending) {
