@@ -17,6 +17,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -27,6 +28,7 @@
 namespace boost::tornado {
 
 template <class T> class Future;
+class IOLoop;
 
 namespace detail {
 struct fd_entry;
@@ -44,6 +46,26 @@ auto as_awaitable(A&& a) {
   else
     return std::decay_t<A>(std::forward<A>(a));
 }
+
+// On each io_context an IOLoop rides: which loop that is (at most one). The generation moves
+// on whenever a loop attaches or goes.
+struct ioloop_service : boost::asio::execution_context::service {
+  static inline boost::asio::execution_context::id id;
+  explicit ioloop_service(boost::asio::execution_context& ctx) : service(ctx) {}
+  void shutdown() override {}
+  IOLoop* loop = nullptr;
+  std::uint64_t generation = 0;
+};
+
+// What the loop's handlers on its io_context hold instead of the loop. An application's
+// io_context (AsyncIOMainLoop) can run them after the loop is gone: get() then finds no loop.
+// The service lives as long as the io_context, so as long as any handler can run. What may
+// outlive the io_context itself (a PeriodicCallback, a Future's callback) holds IOLoop::alive_.
+struct loop_ref {
+  ioloop_service* svc = nullptr;
+  std::uint64_t generation = 0;
+  IOLoop* get() const noexcept { return svc->generation == generation ? svc->loop : nullptr; }
+};
 } // namespace detail
 
 // Returned by add_timeout/call_later/call_at; pass it to remove_timeout. Copyable, and safe
@@ -198,6 +220,7 @@ private:
 
   std::unique_ptr<boost::asio::io_context> owned_context_;
   boost::asio::io_context* context_;
+  detail::loop_ref ref_;  // for handlers left on context_ (see loop_ref)
   detail::timer_queue timers_;
   std::vector<detail::timer_queue::handle> due_;
   // Made on first use: Asio's reactor (and an epoll_wait per queue cycle) only when needed.
@@ -214,8 +237,8 @@ private:
   std::unique_ptr<boost::asio::thread_pool> default_pool_;
   std::optional<boost::asio::any_completion_executor> default_executor_;
   std::unique_ptr<detail::signal_slots> signals_;
-  // Expires with the loop: what holds a timeout handle and may outlive the loop (a
-  // PeriodicCallback) checks it before removing the timeout.
+  // Expires with the loop: what may outlive the loop and its io_context (a PeriodicCallback's
+  // timeout handle, add_future's callback) checks it before touching the loop.
   std::shared_ptr<const bool> alive_ = std::make_shared<const bool>(true);
 };
 

@@ -11,6 +11,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <sys/resource.h>
 #include <unistd.h>
+#include <memory>
+#include <thread>
 #include <vector>
 
 namespace asio = boost::asio;
@@ -183,4 +185,40 @@ BOOST_AUTO_TEST_CASE(failed_construction_leaves_no_registration) {
   BOOST_TEST(IOLoop::from(ctx) == nullptr);
   tornado::AsyncIOMainLoop ok(ctx, false);
   BOOST_TEST(IOLoop::from(ctx) == &ok);
+}
+
+namespace {
+asio::awaitable<void> count_up(int& n) {
+  ++n;
+  co_return;
+}
+} // namespace
+
+BOOST_AUTO_TEST_CASE(work_left_by_a_destroyed_main_loop_does_nothing) {
+  // The application's io_context outlives the IOLoop that rode on it. What the loop left
+  // queued there -- callbacks, a spawned coroutine, a timeout that had fired, a descriptor
+  // watch, a Future's callback -- runs when the application runs its io_context again, and
+  // must then find no loop and do nothing (as Tornado's callbacks after close() never run).
+  asio::io_context ctx;
+  int ran = 0;
+  int fds[2];
+  BOOST_TEST_REQUIRE(::pipe(fds) == 0);
+  BOOST_TEST_REQUIRE(::write(fds[1], "x", 1) == 1);
+  auto loop = std::make_unique<tornado::AsyncIOMainLoop>(ctx, false);
+  loop->call_later(0ms, [&] { ++ran; });
+  Future<int> settled_later(ctx.get_executor());
+  loop->add_future(settled_later, [&](Future<int>) { ++ran; });
+  asio::post(ctx, [&] { loop.reset(); });  // the application's own handler, ahead of the rest
+  loop->add_callback([&] { ++ran; });
+  loop->spawn_callback(count_up(ran));
+  loop->add_handler(fds[0], [&](int, int) { ++ran; }, IOLoop::READ);
+  std::this_thread::sleep_for(2ms);  // the timeout is due when the reactor first looks
+  ctx.run();
+  BOOST_TEST(!loop);
+  settled_later.set_result(1);
+  ctx.restart();
+  ctx.run();
+  BOOST_TEST(ran == 0);
+  ::close(fds[0]);
+  ::close(fds[1]);
 }

@@ -83,9 +83,9 @@ void IOLoop::invoke_callback(F& f) noexcept {
 template <class F, class... Args>
 void IOLoop::add_callback(F&& callback, Args&&... args) {
   if (closed_.load(std::memory_order_relaxed)) return;
-  boost::asio::post(*context_, [this, fn = detail::bind_args(std::forward<F>(callback),
-                                                            std::forward<Args>(args)...)]() mutable {
-    invoke_callback(fn);
+  boost::asio::post(*context_, [ref = ref_, fn = detail::bind_args(std::forward<F>(callback),
+                                                                 std::forward<Args>(args)...)]() mutable {
+    if (IOLoop* loop = ref.get()) loop->invoke_callback(fn);
   });
 }
 
@@ -101,8 +101,8 @@ template <class F, class... Args>
 void IOLoop::spawn_callback(F&& callback, Args&&... args) {
   if constexpr (sizeof...(Args) == 0 && detail::is_awaitable<std::decay_t<F>>::value) {
     if (closed_.load(std::memory_order_relaxed)) return;
-    boost::asio::post(*context_, [this, aw = std::forward<F>(callback)]() mutable {
-      spawn_awaitable(std::move(aw));
+    boost::asio::post(*context_, [ref = ref_, aw = std::forward<F>(callback)]() mutable {
+      if (IOLoop* loop = ref.get()) loop->spawn_awaitable(std::move(aw));
     });
   } else {
     add_callback(std::forward<F>(callback), std::forward<Args>(args)...);
@@ -137,7 +137,10 @@ TimeoutHandle IOLoop::call_at(Deadline when, F&& callback, Args&&... args) {
 
 template <class T, class F>
 void IOLoop::add_future(Future<T> future, F&& callback) {
-  future.add_done_callback([this, cb = std::decay_t<F>(std::forward<F>(callback))](Future<T> f) mutable {
+  // The Future may be settled after the loop is gone (and its io_context with it).
+  future.add_done_callback([this, alive = std::weak_ptr<const bool>(alive_),
+                            cb = std::decay_t<F>(std::forward<F>(callback))](Future<T> f) mutable {
+    if (alive.expired()) return;
     auto call = [&] { return cb(f); };
     invoke_callback(call);
   });
@@ -198,12 +201,13 @@ auto IOLoop::run_sync_impl(F&& func, std::optional<clock::duration> timeout) {
       co_return f();
     }
   };
-  auto done = [this, st](std::exception_ptr e, auto&&... v) {
+  // The coroutine can outlive this call (a stop() ended the run first) and the loop too.
+  auto done = [ref = ref_, st](std::exception_ptr e, auto&&... v) {
     st->error = std::move(e);
     if constexpr (sizeof...(v) == 0) st->value.emplace();
     else if (!st->error) st->value.emplace(std::move(v)...);
     st->done = true;
-    stop();
+    if (IOLoop* loop = ref.get()) loop->stop();
   };
   boost::asio::co_spawn(get_executor(), body(st, std::forward<F>(func)),
                         boost::asio::bind_cancellation_slot(st->cancel.slot(), std::move(done)));

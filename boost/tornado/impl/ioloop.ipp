@@ -18,14 +18,6 @@
 namespace boost::tornado {
 namespace detail {
 
-// Which IOLoop belongs to an io_context (at most one).
-struct ioloop_service : boost::asio::execution_context::service {
-  static inline boost::asio::execution_context::id id;
-  explicit ioloop_service(boost::asio::execution_context& ctx) : service(ctx) {}
-  void shutdown() override {}
-  IOLoop* loop = nullptr;
-};
-
 struct loop_registry {
   std::mutex mutex;
   std::vector<IOLoop*> loops;
@@ -132,6 +124,7 @@ BOOST_TORNADO_DECL void IOLoop::register_loop() {
   if (svc.loop) throw std::logic_error("IOLoop is already attached to this io_context");
   reg.loops.push_back(this);  // may throw (allocation): before the service points here
   svc.loop = this;
+  ref_ = detail::loop_ref{&svc, ++svc.generation};
 }
 
 BOOST_TORNADO_DECL IOLoop::~IOLoop() {
@@ -140,7 +133,8 @@ BOOST_TORNADO_DECL IOLoop::~IOLoop() {
     auto& reg = detail::registry();
     std::lock_guard lock(reg.mutex);
     reg.loops.erase(std::remove(reg.loops.begin(), reg.loops.end(), this), reg.loops.end());
-    boost::asio::use_service<detail::ioloop_service>(*context_).loop = nullptr;
+    ref_.svc->loop = nullptr;
+    ++ref_.svc->generation;  // what the loop left queued on context_ now finds no loop
   }
   if (detail::thread_current == this) detail::thread_current = nullptr;
   // Our pending waits check for operation_aborted before touching the loop; on an owned
@@ -232,8 +226,8 @@ BOOST_TORNADO_DECL void IOLoop::start() {
     // If the pass ends otherwise (a stop() in it, an exception), the marker stays queued: it
     // belongs to this pass only and does nothing later.
     const std::uint64_t pass = ++pass_;
-    boost::asio::post(*context_, [this, pass, alive = std::weak_ptr<const bool>(alive_)] {
-      if (!alive.expired() && pass == pass_) context_->stop();
+    boost::asio::post(*context_, [ref = ref_, pass] {
+      if (IOLoop* loop = ref.get(); loop && pass == loop->pass_) loop->context_->stop();
     });
     context_->run();
     return;
@@ -292,9 +286,10 @@ BOOST_TORNADO_DECL void IOLoop::arm_timer(clock::time_point when) {
   std::uint64_t id = ++arm_id_;
   if (!timer_) timer_.emplace(*context_);
   timer_->expires_at(when);
-  timer_->async_wait([this, id](const boost::system::error_code& ec) {
+  timer_->async_wait([ref = ref_, id](const boost::system::error_code& ec) {
     if (ec == boost::asio::error::operation_aborted) return;  // re-armed, closed or destroyed
-    on_timer(ec, id);
+    // Destroyed after the timer fired, with this handler already queued: nothing to do.
+    if (IOLoop* loop = ref.get()) loop->on_timer(ec, id);
   });
 }
 
@@ -373,7 +368,9 @@ BOOST_TORNADO_DECL void IOLoop::watch_fds() {
   if (fds_->polling || handlers_.empty()) return;
   // Check at once on the next iteration: the descriptor may already be ready.
   fds_->polling = true;
-  boost::asio::post(*context_, [this] { poll_fds(); });
+  boost::asio::post(*context_, [ref = ref_] {
+    if (IOLoop* loop = ref.get()) loop->poll_fds();
+  });
 }
 
 BOOST_TORNADO_DECL void IOLoop::poll_fds() {
@@ -421,10 +418,12 @@ BOOST_TORNADO_DECL void IOLoop::poll_fds() {
   if (!fds_->armed) {
     fds_->armed = true;
     fds_->epoll.async_wait(boost::asio::posix::stream_descriptor::wait_read,
-                           [this](const boost::system::error_code& ec) {
+                           [ref = ref_](const boost::system::error_code& ec) {
                              if (ec == boost::asio::error::operation_aborted) return;
-                             fds_->armed = false;
-                             poll_fds();
+                             IOLoop* loop = ref.get();
+                             if (!loop) return;
+                             loop->fds_->armed = false;
+                             loop->poll_fds();
                            });
   }
 }
@@ -476,13 +475,14 @@ BOOST_TORNADO_DECL void IOLoop::arm_signal_wait() {
   if (!s.wake) s.wake.emplace(*context_, ::dup(s.event_fd));
   s.armed = true;
   s.wake->async_wait(boost::asio::posix::stream_descriptor::wait_read,
-                    [this, generation = s.generation](const boost::system::error_code& ec) {
-                      // Aborted: the loop is gone. Stale: start() returned since.
-                      if (ec == boost::asio::error::operation_aborted || generation != signals_->generation)
-                        return;
-                      signals_->armed = false;
-                      drain_signal_callbacks();
-                      if (running_) arm_signal_wait();
+                    [ref = ref_, generation = s.generation](const boost::system::error_code& ec) {
+                      // Aborted or no loop: the loop is gone. Stale: start() returned since.
+                      if (ec == boost::asio::error::operation_aborted) return;
+                      IOLoop* loop = ref.get();
+                      if (!loop || generation != loop->signals_->generation) return;
+                      loop->signals_->armed = false;
+                      loop->drain_signal_callbacks();
+                      if (loop->running_) loop->arm_signal_wait();
                     });
 }
 
