@@ -65,7 +65,7 @@ static asio::awaitable<void> app(asio::io_context& io) {
   co_await pause.async_wait(asio::use_awaitable);
 }
 
-int main() {
+int main() try {
   // The application owns the io_context and runs it; Tornado attaches to it.
   asio::io_context io;
   tornado::AsyncIOMainLoop main_loop(io);
@@ -93,4 +93,7 @@ int main() {
     std::printf("AsyncIOLoop on another thread computed %d\n", v);
   });
   other.join();
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "asyncio_bridge: %s\n", e.what());
+  return 1;
 }

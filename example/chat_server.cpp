@@ -1,7 +1,8 @@
 // A line chat server (tornado.tcpserver + tornado.iostream): the first line a client sends is
 // its name, every later line goes to the other clients as "name: line". Each member has an
-// outbox, a Queue drained by its own writer coroutine, so a slow client never holds up the
-// others; a Condition tells whoever waits that somebody joined or left.
+// outbox, a bounded Queue drained by its own writer coroutine, so a slow client never holds up
+// the others, and one that stops reading is disconnected when its outbox fills instead of
+// growing the server's memory; a Condition tells whoever waits that somebody joined or left.
 //
 // The program starts the server on a free port, connects three clients of its own with
 // TCPClient, lets them talk, disconnects them and exits.
@@ -61,8 +62,10 @@ public:
     members_.remove(&me);
     std::printf("[server] %s left\n", me.name.c_str());
     broadcast("* " + me.name + " left\n", nullptr);
-    me.outbox.put_nowait("");        // stops the writer...
-    co_await me.writer_done.wait();  // ...which uses `me` and `stream`: wait for it
+    // Stops the writer, which uses `me` and `stream`: wait for it. The stream is closed, so the
+    // writer drains a full outbox at once and the put finds room.
+    co_await me.outbox.put("");
+    co_await me.writer_done.wait();
     leave_connection();
   }
 
@@ -87,7 +90,7 @@ private:
     explicit Member(IOStream& s) : stream(s) {}
     IOStream& stream;
     std::string name;
-    tornado::Queue<std::string> outbox;  // unbounded; an empty string stops the writer
+    tornado::Queue<std::string> outbox{max_outbox};  // an empty string stops the writer
     tornado::Event writer_done;
   };
 
@@ -105,9 +108,18 @@ private:
     m.writer_done.set();
   }
 
+  // A member whose outbox is full has stopped reading: it is disconnected (its serve() then
+  // sees its stream closed and leaves) rather than queued for without end.
   void broadcast(const std::string& line, const Member* from) {
-    for (Member* m : members_)
-      if (m != from) m->outbox.put_nowait(line);
+    for (Member* m : members_) {
+      if (m == from || m->stream.closed()) continue;
+      if (m->outbox.full()) {
+        std::printf("[server] %s is not reading: disconnected\n", m->name.c_str());
+        m->stream.close();
+        continue;
+      }
+      m->outbox.put_nowait(line);
+    }
   }
 
   void leave_connection() {
@@ -115,6 +127,7 @@ private:
     changed_.notify_all();
   }
 
+  static constexpr int max_outbox = 1000;  // lines waiting for one member
   std::list<Member*> members_;
   std::size_t connections_ = 0;
   tornado::Condition changed_;
@@ -174,7 +187,7 @@ static asio::awaitable<void> chat(ChatRoom& room, unsigned short port) {
   std::puts("everyone left");
 }
 
-int main() {
+int main() try {
   tornado::IOLoop loop;
   ChatRoom room;  // after the loop: destroyed first
   tornado::TCPServer server(loop.get_executor(), [&room](IOStream stream, tcp::endpoint peer) {
@@ -186,4 +199,7 @@ int main() {
   loop.run_sync([&] { return chat(room, port); }, 10s);
   server.stop();
   return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "chat_server: %s\n", e.what());
+  return 1;
 }

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <exception>
 #include <fcntl.h>
 #include <string>
 #include <unistd.h>
@@ -22,7 +23,7 @@ static std::string event_names(int events) {
   return s;
 }
 
-int main() {
+int main() try {
   int fds[2];
   if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return 1;
   const int reader = fds[0], writer = fds[1];
@@ -66,4 +67,7 @@ int main() {
   loop.start();
   loop.close();
   std::printf("done\n");
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "fd_handler: %s\n", e.what());
+  return 1;
 }

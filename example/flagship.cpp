@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <exception>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -132,7 +133,7 @@ static asio::awaitable<std::string> main_task() {
   co_return text;
 }
 
-int main() {
+int main() try {
   IOLoop loop;
 
   std::string result = loop.run_sync(main_task, 2s);
@@ -147,4 +148,7 @@ int main() {
 
   loop.close();
   say("loop closed");
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "flagship: %s\n", e.what());
+  return 1;
 }

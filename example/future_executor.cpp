@@ -100,11 +100,14 @@ static asio::awaitable<std::string> demo(asio::thread_pool& pool) {
   co_return "all done";
 }
 
-int main() {
+int main() try {
   asio::thread_pool pool(2);
   IOLoop loop;
   std::string outcome = loop.run_sync([&] { return demo(pool); }, 5s);
   std::printf("run_sync returned \"%s\"\n", outcome.c_str());
   loop.close();  // also joins the default executor's threads
   pool.join();
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "future_executor: %s\n", e.what());
+  return 1;
 }

@@ -98,7 +98,7 @@ static asio::awaitable<void> demo() {
   co_await gen::sleep(20ms);
 }
 
-int main() {
+int main() try {
   // Messages the library logs go through one hook; here they are printed to stdout.
   tornado::set_log_hook([](const tornado::log_record& r) {
     std::printf("log hook [%.*s]: %.*s\n", int(r.logger.size()), r.logger.data(),
@@ -107,4 +107,7 @@ int main() {
   IOLoop loop;
   loop.run_sync(demo, 2s);
   tornado::set_log_hook(nullptr);
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "gen_helpers: %s\n", e.what());
+  return 1;
 }

@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <exception>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -129,10 +130,13 @@ static asio::awaitable<void> client(unsigned short port) {
   std::printf("--- response ---\n%s", response.c_str());
 }
 
-int main() {
+int main() try {
   tornado::IOLoop loop;
   tornado::TCPServer server(loop.get_executor(), serve);
   server.listen(0, "127.0.0.1");
   loop.run_sync([&] { return client(server.endpoints().front().port()); }, 10s);
   return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "http_server: %s\n", e.what());
+  return 1;
 }

@@ -10,7 +10,7 @@ namespace tornado = boost::tornado;
 using namespace std::chrono_literals;
 using tornado::IOLoop;
 
-int main() {
+int main() try {
   IOLoop loop;
   const double t0 = IOLoop::time();
   auto say = [t0](const char* what) {
@@ -50,4 +50,7 @@ int main() {
   loop.remove_timeout(never);
   say("start() returned");
   loop.close();
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "ioloop_timeouts: %s\n", e.what());
+  return 1;
 }

@@ -182,7 +182,10 @@ static asio::awaitable<void> demo() {
   co_await semaphore_demo();
 }
 
-int main() {
+int main() try {
   IOLoop loop;
   loop.run_sync(demo, 5s);
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "locks_demo: %s\n", e.what());
+  return 1;
 }

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <exception>
 
 namespace asio = boost::asio;
 namespace tornado = boost::tornado;
@@ -14,7 +15,7 @@ namespace gen = boost::tornado::gen;
 using namespace std::chrono_literals;
 using tornado::IOLoop;
 
-int main() {
+int main() try {
   IOLoop loop;
   const double t0 = IOLoop::time();
   auto ms = [t0] { return (IOLoop::time() - t0) * 1000; };
@@ -49,4 +50,7 @@ int main() {
     co_await gen::sleep(100ms);
   });
   std::printf("%5.0f ms  done\n", ms());
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "periodic_callback: %s\n", e.what());
+  return 1;
 }

@@ -45,13 +45,19 @@ struct Child {
 };
 
 static Child spawn(const asio::any_io_executor& ex, const char* file, char* const argv[]) {
-  int in[2], out[2];
+  int in[2] = {-1, -1}, out[2] = {-1, -1};
+  // On failure nothing is left open (errno is taken before close() can change it).
+  auto fail = [&](const char* what) {
+    const int err = errno;
+    for (int fd : {in[0], in[1], out[0], out[1]})
+      if (fd >= 0) ::close(fd);
+    throw std::system_error(err, std::generic_category(), what);
+  };
   // O_CLOEXEC: a child must not inherit the pipe ends meant for another child (a `cat` holding
   // the write end of its own stdin would never see end of file).
-  if (::pipe2(in, O_CLOEXEC) < 0 || ::pipe2(out, O_CLOEXEC) < 0)
-    throw std::system_error(errno, std::generic_category(), "pipe2");
+  if (::pipe2(in, O_CLOEXEC) < 0 || ::pipe2(out, O_CLOEXEC) < 0) fail("pipe2");
   const pid_t pid = ::fork();
-  if (pid < 0) throw std::system_error(errno, std::generic_category(), "fork");
+  if (pid < 0) fail("fork");
   if (pid == 0) {
     // The child: only async-signal-safe calls until exec. dup2 clears FD_CLOEXEC on 0 and 1.
     ::dup2(in[0], STDIN_FILENO);
@@ -107,7 +113,7 @@ static asio::awaitable<void> shout_with_tr() {
   std::printf("tr exited with status %d\n", tr.wait());
 }
 
-int main() {
+int main() try {
   tornado::IOLoop loop;
   loop.run_sync(
       []() -> asio::awaitable<void> {
@@ -116,4 +122,7 @@ int main() {
       },
       10s);
   return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "pipe_child: %s\n", e.what());
+  return 1;
 }

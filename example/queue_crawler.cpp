@@ -110,7 +110,10 @@ static asio::awaitable<void> crawl() {
   co_await gen::multi(std::move(running));
 }
 
-int main() {
+int main() try {
   IOLoop loop;
   loop.run_sync(crawl, 5s);
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "queue_crawler: %s\n", e.what());
+  return 1;
 }
