@@ -16,15 +16,49 @@
 #include <array>
 #include <boost/asio/strand.hpp>
 #include <openssl/ssl.h>
+#include <dlfcn.h>
+#include <netdb.h>
 #include <unistd.h>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
+#include <cstring>
+#include <mutex>
 #include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
+
+// Asio's resolver calls getaddrinfo on a thread of its own. This definition takes the C
+// library's place for this test program: the name "slow-resolution.test" waits until a test
+// lets it go (at most 10 s), then is not found; every other name goes to the C library.
+namespace slow_resolution {
+std::mutex mutex;
+std::condition_variable cv;
+int entered = 0;     // calls for the slow name that began
+bool released = false;
+void release() {
+  std::lock_guard lock(mutex);
+  released = true;
+  cv.notify_all();
+}
+} // namespace slow_resolution
+
+extern "C" int getaddrinfo(const char* __restrict node, const char* __restrict service,
+                           const struct addrinfo* __restrict hints, struct addrinfo** __restrict result) {
+  using fn = int (*)(const char*, const char*, const struct addrinfo*, struct addrinfo**);
+  static const fn next = reinterpret_cast<fn>(::dlsym(RTLD_NEXT, "getaddrinfo"));
+  if (node && std::strcmp(node, "slow-resolution.test") == 0) {
+    std::unique_lock lock(slow_resolution::mutex);
+    ++slow_resolution::entered;
+    slow_resolution::cv.notify_all();
+    slow_resolution::cv.wait_for(lock, std::chrono::seconds(10), [] { return slow_resolution::released; });
+    return EAI_NONAME;
+  }
+  return next(node, service, hints, result);
+}
 
 using namespace test;
 using tornado::IOStream;
@@ -274,6 +308,24 @@ BOOST_AUTO_TEST_CASE(test_connect_timeout) {
   });
 }
 
+BOOST_AUTO_TEST_CASE(timeout_during_resolution) {
+  // As Tornado's test, the resolution never answers (until the test lets it go): the timeout
+  // covers it too, and the connect fails with TimeoutError while the lookup is still blocked.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    TCPClient client(co_await asio::this_coro::executor);
+    connect_options options;
+    options.timeout = 50ms;
+    co_await expect_throw<tornado::TimeoutError>(client.connect("slow-resolution.test", 80, options));
+    std::lock_guard lock(slow_resolution::mutex);
+    BOOST_TEST(slow_resolution::entered == 1);
+    BOOST_TEST(!slow_resolution::released);
+  });
+  slow_resolution::release();
+  ctx.restart();
+  ctx.run();  // the lookup's late answer goes nowhere
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 // ======================================================================================
@@ -319,8 +371,6 @@ BOOST_AUTO_TEST_SUITE_END()
 // connection succeeds on a listening port, fails on a refusing one, and hangs on a port whose
 // listener's accept queue is full (the kernel drops its SYNs), until the test closes that
 // listener (the next SYN, about 1 s later, is refused) or makes room in its queue (it connects).
-// Not covered: the timeout running out during resolution (nothing on loopback makes Asio's
-// resolver hang); resolution and the timeout are covered separately above.
 BOOST_AUTO_TEST_SUITE(ConnectorTest, *boost::unit_test::precondition(ipv6_available()))
 
 namespace {
