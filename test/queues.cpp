@@ -498,26 +498,28 @@ struct join_tests {
   static void test_task_done(IOLoop& loop) {
     int exited = 0, in_get = 0;
     long accumulator = 0;
+    // A coroutine lambda's captures live in the lambda, not in the coroutine's frame: this one
+    // outlives the coroutines, which still count after the queue is gone.
+    auto worker = [&](Q& q) -> asio::awaitable<void> {
+      try {
+        for (;;) {
+          ++in_get;
+          int item = co_await q.get();
+          --in_get;
+          accumulator += item;
+          q.task_done();
+          co_await gen::sleep(std::chrono::microseconds((item * 37) % 500));
+        }
+      } catch (const tornado::CancelledError&) {
+        ++exited;  // the queue went away
+      }
+    };
     {
       Q q;
       for (int i = 0; i < 100; ++i) q.put_nowait(i);
-      auto worker = [&]() -> asio::awaitable<void> {
-        try {
-          for (;;) {
-            ++in_get;
-            int item = co_await q.get();
-            --in_get;
-            accumulator += item;
-            q.task_done();
-            co_await gen::sleep(std::chrono::microseconds((item * 37) % 500));
-          }
-        } catch (const tornado::CancelledError&) {
-          ++exited;  // the queue went away
-        }
-      };
       // Two coroutines share work.
-      asio::co_spawn(loop.context(), worker(), asio::detached);
-      asio::co_spawn(loop.context(), worker(), asio::detached);
+      asio::co_spawn(loop.context(), worker(q), asio::detached);
+      asio::co_spawn(loop.context(), worker(q), asio::detached);
       loop.run_sync([&] { return q.join(); });
       BOOST_TEST(accumulator == 99 * 100 / 2);
       BOOST_TEST(run_until(loop, [&] { return in_get == 2; }));  // both back in get()
@@ -627,23 +629,24 @@ BOOST_FIXTURE_TEST_SUITE(ProducerConsumerTest, test::loop_fixture)
 BOOST_AUTO_TEST_CASE(test_producer_consumer) {
   std::vector<int> history;
   bool consumer_exited = false;
+  // Outlives the consumer coroutine, which uses its captures after the queue is gone.
+  auto consumer = [&](Queue<int>& q) -> asio::awaitable<void> {
+    try {
+      for (;;) {
+        history.push_back(co_await q.get());
+        q.task_done();
+      }
+    } catch (const tornado::CancelledError&) {
+      consumer_exited = true;
+    }
+  };
   {
     Queue<int> q(3);
-    auto consumer = [&]() -> asio::awaitable<void> {
-      try {
-        for (;;) {
-          history.push_back(co_await q.get());
-          q.task_done();
-        }
-      } catch (const tornado::CancelledError&) {
-        consumer_exited = true;
-      }
-    };
     auto producer = [&]() -> asio::awaitable<void> {
       for (int item = 0; item < 10; ++item) co_await q.put(item);
     };
     loop.run_sync([&]() -> asio::awaitable<void> {
-      asio::co_spawn(co_await asio::this_coro::executor, consumer(), asio::detached);
+      asio::co_spawn(co_await asio::this_coro::executor, consumer(q), asio::detached);
       co_await producer();
       co_await q.join();
     });
