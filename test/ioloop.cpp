@@ -5,10 +5,15 @@
 #define BOOST_TEST_MODULE ioloop
 #include "support/test.hpp"
 #include <boost/tornado/gen.hpp>
+#include <boost/tornado/locks.hpp>
 #include <boost/tornado/platform/asyncio.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <algorithm>
+#include <memory>
+#include <string>
+#include <vector>
 #include <csignal>
 #include <future>
 #include <thread>
@@ -399,6 +404,33 @@ BOOST_AUTO_TEST_CASE(test_spawn_callback) {
   loop.spawn_callback(aw(seq));
   poll();
   BOOST_TEST((seq == std::vector<int>{1, 2, 3}));
+}
+
+BOOST_AUTO_TEST_CASE(coroutine_callbacks_keep_their_captures) {
+  // A coroutine lambda's captures live in the lambda, not in the coroutine's frame. Tornado
+  // keeps a callback alive while the coroutine it returned runs; so must the loop, for every
+  // way a callback is given: add_callback, spawn_callback, call_later, add_future.
+  std::vector<std::string> seen;
+  auto make = [&seen](std::string tag) {
+    return [&seen, tag = std::string(100, 'x') + tag]() -> asio::awaitable<void> {
+      co_await tornado::gen::moment();  // the loop is done with the callback by now
+      seen.push_back(tag);
+    };
+  };
+  loop.add_callback(make("a"));
+  loop.spawn_callback(make("b"));
+  loop.call_later(0ms, make("c"));
+  tornado::Future<int> f(loop.get_executor());
+  loop.add_future(f, [&seen, tag = std::string(100, 'x') + "d"](tornado::Future<int>) -> asio::awaitable<void> {
+    co_await tornado::gen::moment();
+    seen.push_back(tag);
+  });
+  f.set_result(1);
+  loop.call_later(20ms, [&] { loop.stop(); });
+  loop.start();
+  std::sort(seen.begin(), seen.end());
+  const std::string x(100, 'x');
+  BOOST_TEST((seen == std::vector<std::string>{x + "a", x + "b", x + "c", x + "d"}));
 }
 
 BOOST_AUTO_TEST_CASE(test_remove_handler_from_handler) {
@@ -818,6 +850,49 @@ BOOST_AUTO_TEST_CASE(test_periodic_coro) {
   pc.stop();
   BOOST_TEST(calls.size() == 3u);
   BOOST_TEST(!overlapped);
+}
+
+BOOST_AUTO_TEST_CASE(periodic_coro_outlives_its_periodic_callback) {
+  // Destroyed while a run is suspended: the run is left to finish (see the reference), and
+  // the lambda it came from, with its captures, lives until then.
+  tornado::Event go;
+  std::string seen;
+  auto pc = std::make_unique<tornado::PeriodicCallback>(
+      [&go, &seen, tag = std::string(100, 'x')]() -> asio::awaitable<void> {
+        co_await go.wait();
+        seen = tag;
+      },
+      1.0);
+  pc->start();
+  loop.call_later(5ms, [&] {
+    pc.reset();
+    go.set();
+  });
+  loop.call_later(20ms, [&] { loop.stop(); });
+  loop.start();
+  BOOST_TEST(seen == std::string(100, 'x'));
+}
+
+BOOST_AUTO_TEST_CASE(periodic_coro_ending_after_its_loop) {
+  // The application's io_context outlives the loop, and a coroutine run ends after the loop
+  // is gone: no next run is scheduled on the dead loop.
+  asio::io_context ctx;
+  auto main_loop = std::make_unique<tornado::AsyncIOMainLoop>(ctx);
+  tornado::Event go;
+  int runs = 0;
+  tornado::PeriodicCallback pc([&]() -> asio::awaitable<void> {
+    ++runs;
+    co_await go.wait();
+  }, 1.0);
+  pc.start();
+  while (runs == 0) ctx.run_one();
+  main_loop.reset();
+  go.set();
+  ctx.restart();
+  ctx.run();
+  BOOST_TEST(runs == 1);
+  BOOST_TEST(pc.is_running());  // nobody stopped it; it has no loop left to run on
+  loop.make_current();
 }
 
 BOOST_AUTO_TEST_CASE(stop_inside_callback_prevents_next_run) {

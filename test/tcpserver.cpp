@@ -290,6 +290,32 @@ BOOST_AUTO_TEST_CASE(test_destroyed_server_leaves_open_connections) {
   });
 }
 
+BOOST_AUTO_TEST_CASE(destroyed_server_keeps_a_running_handlers_captures) {
+  // As above with a coroutine lambda as the handler: its captures live in the lambda, which
+  // the server holds, so a running handler keeps it (Tornado's handle_stream keeps `self`).
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    const std::string reply(100, 'r');
+    auto server = std::make_unique<TCPServer>(ex, [reply](IOStream stream, tcp::endpoint) -> asio::awaitable<void> {
+      try {
+        for (;;) {
+          co_await stream.read_until("\n");
+          co_await stream.write(reply + "\n");
+        }
+      } catch (const StreamClosedError&) {
+      }
+    });
+    server->listen(0, "127.0.0.1");
+    auto client = co_await connect_tcp(only_endpoint(*server));
+    co_await client.write("1\n");
+    BOOST_TEST(co_await client.read_until("\n") == reply + "\n");
+    server.reset();
+    co_await client.write("2\n");
+    BOOST_TEST(co_await client.read_until("\n") == reply + "\n");
+  });
+}
+
 BOOST_AUTO_TEST_CASE(test_listen_port_zero) {
   // listen(0) picks a free port; endpoints() names it, the same for every address.
   asio::io_context ctx(1);

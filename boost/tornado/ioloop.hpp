@@ -17,6 +17,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -204,8 +205,9 @@ private:
   friend class PeriodicCallback;
   template <class F>
   auto run_sync_impl(F&& func, std::optional<clock::duration> timeout);
+  // Calls a callback once (it may be moved from).
   template <class F> void invoke_callback(F& f) noexcept;
-  template <class A> void spawn_awaitable(A&& aw);
+  template <class A, class Keep = std::nullptr_t> void spawn_awaitable(A&& aw, Keep keep = nullptr);
   void check_startable() const;  // start()'s refusals, before run_sync() spawns anything
   TimeoutHandle schedule(clock::time_point when, detail::callback cb);
   void arm_timer(clock::time_point when);

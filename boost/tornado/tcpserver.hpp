@@ -20,6 +20,10 @@
 
 namespace boost::tornado {
 
+namespace detail {
+template <class Handler> struct stream_handler_holder;
+} // namespace detail
+
 // handler(stream, address) runs for every connection: a coroutine (returning
 // asio::awaitable<void>, spawned on the server's executor) or a plain callback. Exceptions
 // escaping it are logged and go no further. With a TLS context the stream is an SSLIOStream
@@ -64,7 +68,8 @@ public:
 
 private:
   template <class Handler, class Stream>
-  void run_handler(Handler& handler, Stream stream, const boost::asio::ip::tcp::endpoint& address);
+  void run_handler(detail::stream_handler_holder<Handler>& holder, Stream stream,
+                   const boost::asio::ip::tcp::endpoint& address);
 
   boost::asio::any_io_executor ex_;
   std::function<void(boost::asio::ip::tcp::socket, boost::asio::ip::tcp::endpoint)> on_connection_;

@@ -47,10 +47,11 @@ BOOST_TORNADO_DECL bool is_cancellation(const std::exception_ptr& e) noexcept;
 } // namespace detail
 
 // A callback's failure is logged, its cancellation is not (Tornado's _run_callback passes over
-// CancelledError, also from the coroutine or Future it returns).
-template <class A>
-void IOLoop::spawn_awaitable(A&& aw) {
-  detail::spawn(get_executor(), detail::as_awaitable(std::forward<A>(aw)), [](std::exception_ptr e) {
+// CancelledError, also from the coroutine or Future it returns). `keep` lives until the
+// coroutine has ended (see invoke_callback).
+template <class A, class Keep>
+void IOLoop::spawn_awaitable(A&& aw, Keep keep) {
+  detail::spawn(get_executor(), detail::as_awaitable(std::forward<A>(aw)), [keep = std::move(keep)](std::exception_ptr e) {
     if (e && !detail::is_cancellation(e)) log_exception(app_log, "Exception in callback", e);
   });
 }
@@ -62,7 +63,15 @@ void IOLoop::invoke_callback(F& f) noexcept {
     if constexpr (std::is_void_v<R>) {
       f();
     } else if constexpr (detail::is_awaitable<std::decay_t<R>>::value) {
-      spawn_awaitable(f());
+      // A coroutine lambda's captures live in the lambda, not in the coroutine's frame: a
+      // callable with state moves to the heap, where the coroutine finds it until it ends.
+      // The callable is called once, so it is the loop's to move.
+      if constexpr (std::is_class_v<F> && !std::is_empty_v<F>) {
+        auto keep = std::make_shared<F>(std::move(f));
+        spawn_awaitable((*keep)(), keep);
+      } else {
+        spawn_awaitable(f());
+      }
     } else if constexpr (is_future_v<R>) {
       f().add_done_callback([](auto fut) {
         try {
@@ -141,7 +150,7 @@ void IOLoop::add_future(Future<T> future, F&& callback) {
   future.add_done_callback([this, alive = std::weak_ptr<const bool>(alive_),
                             cb = std::decay_t<F>(std::forward<F>(callback))](Future<T> f) mutable {
     if (alive.expired()) return;
-    auto call = [&] { return cb(f); };
+    auto call = [cb = std::move(cb), f]() mutable { return cb(f); };  // owns what it uses
     invoke_callback(call);
   });
 }
@@ -250,10 +259,12 @@ PeriodicCallback::PeriodicCallback(F callback, double callback_time_ms, double j
   state_->schedule.jitter = jitter;
   using R = std::invoke_result_t<F&>;
   if constexpr (detail::is_awaitable<std::decay_t<R>>::value) {
-    state_->run = [f = std::move(callback)](const std::shared_ptr<state>& st) mutable {
+    // The coroutine may outlive this PeriodicCallback (a run still going is left to finish), and
+    // a coroutine lambda's captures live in the lambda: each run keeps the lambda alive.
+    state_->run = [f = std::make_shared<F>(std::move(callback))](const std::shared_ptr<state>& st) {
       std::weak_ptr<state> weak = st;
       try {
-        detail::spawn(st->loop->get_executor(), detail::as_awaitable(f()), [weak](std::exception_ptr e) {
+        detail::spawn(st->loop->get_executor(), detail::as_awaitable((*f)()), [weak, f](std::exception_ptr e) {
           if (e) log_exception(app_log, "Exception in callback", e);
           if (auto s = weak.lock()) s->schedule_next();
         });

@@ -504,7 +504,8 @@ BOOST_TORNADO_DECL boost::asio::any_completion_executor IOLoop::default_executor
 // ---- PeriodicCallback ----
 
 BOOST_TORNADO_DECL void PeriodicCallback::state::schedule_next() {
-  if (!running) return;
+  // A coroutine run can end after the loop is gone (the application's io_context runs on).
+  if (!running || loop_alive.expired()) return;
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   double random = schedule.jitter != 0 ? std::uniform_real_distribution<double>(0, 1)(rng) : 0.5;
   schedule.update_next(loop->time(), random);

@@ -2,6 +2,8 @@
 #define BOOST_TORNADO_IMPL_TCPSERVER_HPP
 
 #include <exception>
+#include <memory>
+#include <type_traits>
 #include <utility>
 
 namespace boost::tornado {
@@ -17,16 +19,42 @@ struct is_some_awaitable<boost::asio::awaitable<T, Executor>> : std::true_type {
 // A handler is a coroutine returning nothing, or a plain callback.
 template <class R>
 inline constexpr bool valid_stream_handler_result = !is_some_awaitable<R>::value || is_awaitable_void<R>::value;
+
+// How the server holds its handler. A connection's coroutine can outlive the server, and a
+// coroutine lambda's captures live in the lambda, not in the coroutine's frame: a handler with
+// state is shared with every coroutine it starts. One without (a function, a lambda capturing
+// nothing) is held as it is, and idle connections carry nothing for it.
+template <class Handler>
+struct stream_handler_holder {
+  static constexpr bool shared = std::is_class_v<Handler> && !std::is_empty_v<Handler>;
+  std::conditional_t<shared, std::shared_ptr<Handler>, Handler> h;
+  explicit stream_handler_holder(Handler handler) : h(hold(std::move(handler))) {}
+  static auto hold(Handler&& handler) {
+    if constexpr (shared) return std::make_shared<Handler>(std::move(handler));
+    else return Handler(std::move(handler));
+  }
+  Handler& get() noexcept {
+    if constexpr (shared) return *h;
+    else return h;
+  }
+  // What a coroutine keeps while it runs.
+  auto keep() const {
+    if constexpr (shared) return h;
+    else return nullptr;
+  }
+};
 } // namespace detail
 
 // Hands the stream to the handler: a coroutine is spawned on the server's executor, a plain
 // callback runs here; what escapes either is logged.
 template <class Handler, class Stream>
-void TCPServer::run_handler(Handler& handler, Stream stream, const boost::asio::ip::tcp::endpoint& address) {
+void TCPServer::run_handler(detail::stream_handler_holder<Handler>& holder, Stream stream,
+                            const boost::asio::ip::tcp::endpoint& address) {
+  Handler& handler = holder.get();
   using result_t = std::invoke_result_t<Handler&, Stream, boost::asio::ip::tcp::endpoint>;
   static_assert(detail::valid_stream_handler_result<result_t>, "a coroutine handler must return asio::awaitable<void>");
   if constexpr (detail::is_awaitable_void<result_t>::value) {
-    detail::spawn(ex_, handler(std::move(stream), address), [](std::exception_ptr e) {
+    detail::spawn(ex_, handler(std::move(stream), address), [keep = holder.keep()](std::exception_ptr e) {
       if (e) log_exception(app_log, "Exception in stream handler", e);
     });
   } else {
@@ -40,8 +68,8 @@ void TCPServer::run_handler(Handler& handler, Stream stream, const boost::asio::
 
 template <class Handler>
 TCPServer::TCPServer(const boost::asio::any_io_executor& ex, Handler handler, stream_options options) : ex_(ex) {
-  on_connection_ = [this, handler = std::move(handler), options](boost::asio::ip::tcp::socket socket,
-                                                                  boost::asio::ip::tcp::endpoint address) mutable {
+  on_connection_ = [this, handler = detail::stream_handler_holder<Handler>(std::move(handler)), options](
+                       boost::asio::ip::tcp::socket socket, boost::asio::ip::tcp::endpoint address) mutable {
     run_handler(handler, IOStream(std::move(socket), options), address);
   };
 }
@@ -50,7 +78,8 @@ template <class Handler>
 TCPServer::TCPServer(const boost::asio::any_io_executor& ex, Handler handler, boost::asio::ssl::context& ssl_context,
                      stream_options options)
     : ex_(ex) {
-  on_connection_ = [this, handler = std::move(handler), options, ctx = &ssl_context](
+  on_connection_ = [this, handler = detail::stream_handler_holder<Handler>(std::move(handler)), options,
+                    ctx = &ssl_context](
                        boost::asio::ip::tcp::socket socket, boost::asio::ip::tcp::endpoint address) mutable {
     // The handshake starts now; the handler's first I/O waits for it, as Tornado's lazy one.
     run_handler(handler, SSLIOStream(std::move(socket), *ctx, true, {}, true, options), address);
