@@ -7,6 +7,9 @@
 #define BOOST_TEST_MODULE iostream
 #include "support/net.hpp"
 #include "support/test.hpp"
+#include <boost/tornado/gen.hpp>
+#include <boost/asio/bind_allocator.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/tornado/locks.hpp>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -1951,6 +1954,41 @@ BOOST_AUTO_TEST_CASE(test_read_that_cannot_start_leaves_no_read_pending) {
   });
 }
 
+namespace {
+// An allocator that has no memory: what the library allocates with a handler's allocator fails.
+template <class T>
+struct no_memory_allocator {
+  using value_type = T;
+  no_memory_allocator() = default;
+  template <class U>
+  no_memory_allocator(const no_memory_allocator<U>&) noexcept {}
+  T* allocate(std::size_t) { throw std::bad_alloc(); }
+  void deallocate(T*, std::size_t) noexcept {}
+  template <class U>
+  bool operator==(const no_memory_allocator<U>&) const noexcept { return true; }
+};
+} // namespace
+
+BOOST_AUTO_TEST_CASE(read_whose_waiter_cannot_be_made_leaves_no_read_pending) {
+  // As above, when the read's waiter cannot be allocated (a callback's waiter does not fit
+  // the stream's own storage): the exception is the answer, the handler is never called, and
+  // the stream has no read pending.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto p = co_await tcp_streams::make();
+    bool called = false;
+    BOOST_CHECK_THROW(p.rs.read_until_close(asio::bind_allocator(no_memory_allocator<void>(),
+                                                                 [&](error_code, std::string) { called = true; })),
+                      std::bad_alloc);
+    BOOST_TEST(!p.rs.reading());
+    co_await p.ws.write("abc");
+    BOOST_TEST(co_await within(p.rs.read_bytes(3)) == "abc");
+    p.rs.close();
+    co_await tornado::gen::moment();
+    BOOST_TEST(!called);
+  });
+}
+
 BOOST_AUTO_TEST_CASE(test_read_until_regex_whole_match_after_partial) {
   // A partial match (an opened quote) does not hide a whole match further on (the newline), as
   // Python's search of the whole buffer finds it; a match ending at max_bytes is fine.
@@ -2167,6 +2205,45 @@ BOOST_AUTO_TEST_CASE(test_slow_reader_fast_writer) {
     BOOST_TEST(full > 0);
     BOOST_TEST((received == pattern(total)));
   });
+}
+
+BOOST_AUTO_TEST_CASE(write_that_cannot_be_queued_leaves_later_writes_working) {
+  // A write that cannot be queued (here more bytes than a string can hold, while connecting,
+  // so that nothing is sent first) throws, and counts for nothing: a later write completes.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    tcp::acceptor acceptor(ex, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+    IOStream ws(ex);
+    ws.connect(acceptor.local_endpoint(), [](error_code) {});
+    const char byte = 'x';
+    BOOST_CHECK_THROW(ws.write(asio::const_buffer(&byte, std::string().max_size() + 1), [](error_code) {}),
+                      std::length_error);
+    tcp::socket peer = co_await acceptor.async_accept(asio::use_awaitable);
+    co_await within(ws.write("abc"));
+    std::string got(3, '\0');
+    co_await asio::async_read(peer, asio::buffer(got), asio::use_awaitable);
+    BOOST_TEST(got == "abc");
+  });
+}
+
+BOOST_AUTO_TEST_CASE(throwing_write_handler_on_a_strand_leaves_no_write_behind) {
+  // Two writes made while connecting go out in one system call and complete together. On a
+  // strand, dispatch runs the first handler inline and its exception leaves run(); the second
+  // still completes.
+  asio::io_context ctx(1);
+  tcp::acceptor acceptor(ctx, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+  tcp::socket peer(ctx);
+  acceptor.async_accept(peer, [](error_code) {});
+  IOStream ws{asio::any_io_executor(asio::make_strand(ctx))};
+  ws.connect(acceptor.local_endpoint(), [](error_code) {});
+  ws.write("a", [](error_code) { throw std::runtime_error("from a write handler"); });
+  bool second = false;
+  ws.write("b", [&](error_code ec) { second = !ec; });
+  BOOST_CHECK_THROW(ctx.run(), std::runtime_error);
+  ctx.restart();
+  ctx.run_for(1s);
+  BOOST_TEST(second);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

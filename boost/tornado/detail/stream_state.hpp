@@ -309,6 +309,8 @@ public:
   std::optional<std::size_t> find_read_pos(bool& unsatisfiable);
   void finish_read(std::size_t pos, bool initiating);
   void fail_read(boost::system::error_code ec, bool initiating);
+  template <class Waiter>
+  void dispatch_all(intrusive_list& done);
   // The stream stops reading: the read's flags are reset and what the extras held for it (a
   // streaming callback, the caller's buffer, a direct result) is let go, so take from them first.
   void clear_read() noexcept {

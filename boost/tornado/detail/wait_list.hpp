@@ -261,7 +261,15 @@ void enqueue_waiter_in(waiter_storage* storage, const DefaultExecutor& ex, Handl
   using node = prim_waiter_node<Base, std::decay_t<Handler>, Owner, DefaultExecutor>;
   node* n = node::create(storage, std::forward<Handler>(handler), owner, ex, std::forward<BaseArgs>(base_args)...);
   list.push_back(n);
-  n->arm(deadline, ex);
+  try {
+    n->arm(deadline, ex);  // may allocate (the timer, the cancellation slot's handler)
+  } catch (...) {
+    // The wait never began: the exception is the caller's answer, and the handler is never
+    // called. Destroying the node also cancels a timer already armed.
+    intrusive_list::unlink(n);
+    n->destroy();
+    throw;
+  }
 }
 
 template <class Base, class Owner, class Handler, class DefaultExecutor, class... BaseArgs>

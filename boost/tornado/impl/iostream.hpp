@@ -99,11 +99,13 @@ void stream_state<Stream>::begin_read(Handler&& handler, Configure configure) {
   }
   try {
     configure(*this);  // may allocate (a large read's result, a regex or delimiter copy)
+    // May allocate too (a handler whose waiter does not fit read_storage_); a waiter that
+    // cannot be made or armed is never linked.
+    enqueue_waiter_in<Waiter>(&read_storage_, ex, std::forward<Handler>(handler), this, read_waiters_, Deadline{});
   } catch (...) {
     clear_read();  // the stream stays as it was: no read pending
     throw;
   }
-  enqueue_waiter_in<Waiter>(&read_storage_, ex, std::forward<Handler>(handler), this, read_waiters_, Deadline{});
   if (streaming_mode_) {
     // The chunk callback is user code: it runs from the loop, not from inside this call.
     boost::asio::post(ex, [ref = stream_ref<Stream>(this)] {
@@ -482,19 +484,28 @@ void stream_state<Stream>::begin_write(Handler&& handler, Data&& data) {
   if (ec) return post_completion(std::forward<Handler>(handler), stream_.get_executor(), ec);
   const char* bytes = static_cast<const char*>(static_cast<const void*>(data.data()));
   const std::size_t sent = send_now(bytes, n);
-  total_queued_ += n;
   total_sent_ += sent;
   if (sent < n && !closed_) {
     // The rest waits in the queue: small data copied, large owned buffers taken.
-    if constexpr (std::is_same_v<Data, boost::asio::const_buffer>) {
-      wq_.append_copy(bytes + sent, n - sent);
-    } else {
-      wq_.append_owned(std::move(data));
-      if (sent) wq_.consume(sent);  // the queue was empty: the head piece is this one
+    try {
+      if constexpr (std::is_same_v<Data, boost::asio::const_buffer>) {
+        wq_.append_copy(bytes + sent, n - sent);
+      } else {
+        wq_.append_owned(std::move(data));
+        if (sent) wq_.consume(sent);  // the queue was empty: the head piece is this one
+      }
+    } catch (...) {
+      // Not queued (no memory): the exception is the answer, and the count of bytes queued
+      // stays true, so later writes complete. If part of it went out, the peer has a write cut
+      // short, and what follows would not make sense to it: the stream closes.
+      total_queued_ += sent;
+      if (sent) close(make_error_code(boost::system::errc::not_enough_memory));
+      throw;
     }
   } else if constexpr (std::is_same_v<Data, std::string>) {
     if (sent == n) string_pool::give(std::move(data));  // its memory serves a later read result
   }
+  total_queued_ += n;
   wait_written(std::forward<Handler>(handler), total_queued_);
 }
 
@@ -544,7 +555,21 @@ void stream_state<Stream>::on_write(const boost::system::error_code& ec, std::si
     if (static_cast<write_waiter*>(node)->end > total_sent_) break;
     done.push_back(write_waiters_.pop_front());
   }
-  while (list_node* node = done.pop_front()) static_cast<write_waiter*>(node)->dispatch({});
+  dispatch_all<write_waiter>(done);
+}
+
+// Completes the waiters of `done` here. Where a handler runs inline and throws (on a strand,
+// whose dispatch does not catch), the others are still completed, posted, before the exception
+// leaves: as Asio's own operations, a throwing handler leaves run(), never a waiter behind.
+template <class Stream>
+template <class Waiter>
+void stream_state<Stream>::dispatch_all(intrusive_list& done) {
+  try {
+    while (list_node* node = done.pop_front()) static_cast<Waiter*>(node)->dispatch({});
+  } catch (...) {
+    while (list_node* node = done.pop_front()) static_cast<Waiter*>(node)->complete({});
+    throw;
+  }
 }
 
 // ---- connect and handshake ----
@@ -600,7 +625,7 @@ void stream_state<Stream>::open_gate(const boost::system::error_code& ec) {
     done.splice_back(x_->gate_waiters);
     done.splice_back(x_->handshake_waiters);
   }
-  while (list_node* node = done.pop_front()) static_cast<gate_waiter*>(node)->dispatch({});
+  dispatch_all<gate_waiter>(done);
 }
 
 // ---- close ----
