@@ -4,6 +4,7 @@
 
 #define BOOST_TEST_MODULE netutil
 #include "support/test.hpp"
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/cancellation_signal.hpp>
@@ -13,6 +14,7 @@
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
@@ -21,6 +23,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 #include <fcntl.h>
 #include <sys/resource.h>
@@ -445,6 +448,24 @@ BOOST_AUTO_TEST_CASE(callback_exception_is_logged_and_accepting_goes_on) {
   remove();
 }
 
+BOOST_AUTO_TEST_CASE(acceptor_closed_by_the_callback) {
+  // Closing the acceptor from the accept callback ends the loop quietly, as closing it from
+  // anywhere else does: no accept on the closed acceptor, nothing logged.
+  auto sockets = tornado::bind_sockets(ex(), 0, "127.0.0.1");
+  test::log_capture logs;
+  int calls = 0;
+  auto remove = tornado::add_accept_handler(sockets[0], [&](tcp::socket, tcp::endpoint) {
+    ++calls;
+    sockets[0].close();
+  });
+  tcp::socket client(loop.context());
+  client.connect(local_endpoint(sockets[0]));
+  BOOST_TEST_REQUIRE(run_until([&] { return calls == 1; }));
+  loop_briefly();
+  BOOST_TEST(logs.size() == 0u, "logged: " << (logs.size() ? logs.lines().front() : ""));
+  remove();
+}
+
 BOOST_AUTO_TEST_CASE(out_of_descriptors_pauses_and_retries) {
   paused_accept p(*this);
   BOOST_TEST(p.calls == 0);
@@ -527,6 +548,17 @@ BOOST_AUTO_TEST_CASE(test_bad_host) {
   BOOST_CHECK_THROW(loop.run_sync([&]() -> asio::awaitable<void> {
     co_await resolver.resolve("::1", 80, AF_INET);
   }, 10s), boost::system::system_error);
+}
+
+BOOST_AUTO_TEST_CASE(empty_host_is_not_found) {
+  // getaddrinfo() takes no name as the loopback addresses; Tornado's resolver finds no host
+  // by the empty name (socket.gaierror), and neither does ours.
+  tornado::Resolver resolver(ex());
+  auto [ec, eps] = loop.run_sync([&]() -> asio::awaitable<std::tuple<error_code, tornado::Resolver::endpoints>> {
+    co_return co_await resolver.resolve("", 80, AF_UNSPEC, asio::as_tuple(asio::use_awaitable));
+  }, 10s);
+  BOOST_TEST(ec == asio::error::host_not_found, ec.message());
+  BOOST_TEST(eps.empty());
 }
 
 BOOST_AUTO_TEST_CASE(family_filters_the_addresses) {

@@ -848,6 +848,24 @@ BOOST_AUTO_TEST_CASE(test_family_not_ip) {
   BOOST_TEST(ctx.poll() == 0u);
 }
 
+BOOST_AUTO_TEST_CASE(empty_host_is_not_found) {
+  // Not the loopback that getaddrinfo() gives for no name: Tornado's connect("") fails to
+  // resolve, even with a server listening on loopback at that port.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    TCPServer server(ex, [](IOStream, tcp::endpoint) {});
+    server.listen(0, "127.0.0.1");
+    TCPClient client(ex);
+    try {
+      co_await client.connect("", server.endpoints().front().port());
+      BOOST_ERROR("connected to the empty host");
+    } catch (const boost::system::system_error& e) {
+      BOOST_TEST(e.code() == asio::error::host_not_found, e.code().message());
+    }
+  });
+}
+
 BOOST_AUTO_TEST_CASE(test_resolution_failure) {
   // A name that does not resolve: the resolver's error, as an exception and as a code.
   asio::io_context ctx(1);

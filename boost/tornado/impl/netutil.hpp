@@ -112,7 +112,8 @@ private:
       } catch (...) {
         log_exception(app_log, "Exception in accept callback", std::current_exception());
       }
-      if (!removed_) accept();
+      // The callback may have removed the loop, or closed the acceptor: either ends it quietly.
+      if (!removed_ && acceptor_.is_open()) accept();
       return;
     }
     // Closing or cancelling the acceptor ends the loop quietly.
@@ -313,6 +314,12 @@ struct Resolver::initiate_resolve {
     op_t* op = op_t::create(std::forward<Handler>(handler), self->get_executor());
     self->pending_.push_back(op);
     op->arm();
+    if (host.empty()) {
+      // getaddrinfo() takes no name for the local host's loopback addresses; Tornado's
+      // resolvers, and so this one, find no host by the empty name. Posted, as every answer.
+      op->complete(boost::asio::error::host_not_found, {});
+      return;
+    }
     typename op_t::resolved done(op);
     // As Tornado: no AI_ADDRCONFIG, so that "localhost" keeps ::1 on hosts without a global
     // IPv6 address.

@@ -43,6 +43,8 @@ public:
 
   void start(std::string host, unsigned short port) {
     arm(std::move(host));
+    // No host by the empty name (getaddrinfo would answer with loopback), as Resolver.
+    if (host_.empty()) return finish(boost::asio::error::host_not_found, std::nullopt);
     resolver_.async_resolve(host_, std::to_string(port),
                             [self = this->shared_from_this()](const boost::system::error_code& ec,
                                                               boost::asio::ip::tcp::resolver::results_type r) {
