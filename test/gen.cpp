@@ -76,6 +76,20 @@ BOOST_AUTO_TEST_CASE(test_multi) {
   BOOST_TEST((r == std::vector<int>{1, 2}));
 }
 
+BOOST_AUTO_TEST_CASE(multi_of_done_children_is_done_at_once) {
+  // Tornado's multi_future counts children already done at once (future_add_done_callback):
+  // the result is done when multi_future returns, with no loop turn.
+  std::vector<Future<int>> fs(2);
+  fs[0].set_result(1);
+  fs[1].set_result(2);
+  auto all = gen::multi_future(fs);
+  BOOST_TEST(all.done());
+  BOOST_TEST((all.result() == std::vector<int>{1, 2}));
+  std::map<std::string, Future<int>> named{{"a", fs[0]}, {"b", fs[1]}};
+  auto by_name = gen::multi_future(named);
+  BOOST_TEST(by_name.done());
+}
+
 BOOST_AUTO_TEST_CASE(test_multi_dict) {
   std::map<std::string, Future<int>> fs{{"foo", Future<int>()}, {"bar", Future<int>()}};
   fs["foo"].set_result(1);
@@ -207,6 +221,18 @@ BOOST_AUTO_TEST_CASE(test_empty_iterator) {
   BOOST_TEST(it.done());
   BOOST_TEST(!it.current_index().has_value());
   BOOST_CHECK_THROW(it.next_future(), std::out_of_range);
+}
+
+BOOST_AUTO_TEST_CASE(next_of_a_done_future_is_done_at_once) {
+  // As Tornado: a future done before the iterator was made is ready for the first next().
+  std::vector<Future<int>> fs(2);
+  fs[1].set_result(42);
+  gen::WaitIterator<int> it(fs);
+  Future<int> first = it.next_future();
+  BOOST_TEST(first.done());
+  BOOST_TEST(first.result() == 42);
+  BOOST_TEST(*it.current_index() == 1u);
+  fs[0].set_result(24);
 }
 
 BOOST_AUTO_TEST_CASE(test_already_done) {

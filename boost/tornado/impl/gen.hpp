@@ -176,8 +176,10 @@ auto multi_future(std::vector<Future<T>> children)
     std::size_t remaining;
   };
   auto sh = std::make_shared<shared>(shared{children, children.size()});
+  // As Tornado's future_add_done_callback: a child already done counts at once, so the result
+  // of children all done is done on return.
   for (auto& child : children) {
-    child.add_done_callback([result, sh](Future<T>) mutable {
+    future_add_done_callback(child, [result, sh](Future<T>) mutable {
       if (--sh->remaining) return;
       std::exception_ptr first;
       std::conditional_t<std::is_void_v<T>, std::monostate, std::vector<T>> values{};
@@ -212,7 +214,8 @@ Future<std::map<K, T>> multi_future(std::map<K, Future<T>> children) {
   }
   Future<std::map<K, T>> result(futures.empty() ? IOLoop::current().get_executor()
                                                 : futures.front().get_executor());
-  multi_future(std::move(futures)).add_done_callback([result, keys](Future<std::vector<T>> f) mutable {
+  auto all = multi_future(std::move(futures));
+  future_add_done_callback(all, [result, keys](Future<std::vector<T>> f) mutable {
     if (auto e = f.exception()) {
       future_set_exception_unless_cancelled(result, e);
       return;
@@ -274,7 +277,8 @@ WaitIterator<T>::WaitIterator(std::vector<Future<T>> futures) : state_(std::make
   state_->unfinished = futures.size();
   if (!futures.empty()) state_->loop = futures.front().get_executor();
   for (std::size_t i = 0; i < futures.size(); ++i) {
-    futures[i].add_done_callback([st = state_, i](Future<T> done) {
+    // A future already done is ready for the first next() (Tornado's future_add_done_callback).
+    future_add_done_callback(futures[i], [st = state_, i](Future<T> done) {
       if (st->running && !st->running->done()) st->return_result(i, std::move(done));
       else st->finished.emplace_back(i, std::move(done));
     });
