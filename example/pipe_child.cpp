@@ -20,6 +20,7 @@
 #include <csignal>
 #include <chrono>
 #include <cstdio>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -91,26 +92,28 @@ static asio::awaitable<void> talk_to_cat() {
 
 static asio::awaitable<void> shout_with_tr() {
   char* const argv[] = {const_cast<char*>("tr"), const_cast<char*>("a-z"), const_cast<char*>("A-Z"), nullptr};
-  Child tr = spawn(co_await asio::this_coro::executor, "tr", argv);
+  // Shared with the write's callback below, which may run after this frame is gone.
+  auto tr = std::make_shared<Child>(spawn(co_await asio::this_coro::executor, "tr", argv));
   std::string text;
   for (int i = 1; i <= 5000; ++i) text += "line " + std::to_string(i) + " of a quiet text\n";
   const std::size_t size = text.size();  // ~130 KB: more than the pipes hold
   // Write and read at the same time, or each side could wait for the other once the pipes are
   // full. A write with a callback token starts at once (the default token's awaitable would
   // wait for co_await); its callback closes tr's stdin once every byte has gone into the pipe.
-  // The callback refers to `tr`, in this frame: the frame waits for it (`fed`) before it ends,
-  // also when tr exits early and the callback comes after its output has ended.
-  tornado::Event fed;
-  tr.stdin_.write(std::move(text), [&tr, &fed](boost::system::error_code ec) {
+  // The callback owns a share of the child and of `fed`: if this frame ends first (cancelled
+  // while reading, say), it still finds them. Normally the frame waits for it (`fed`), also
+  // when tr exits early and the callback comes after its output has ended.
+  auto fed = std::make_shared<tornado::Event>();
+  tr->stdin_.write(std::move(text), [tr, fed](boost::system::error_code ec) {
     if (ec) std::printf("write to tr failed: %s\n", ec.message().c_str());
-    tr.stdin_.close();
-    fed.set();
+    tr->stdin_.close();
+    fed->set();
   });
-  std::string shouted = co_await tr.stdout_.read_until_close();
-  co_await fed.wait();
+  std::string shouted = co_await tr->stdout_.read_until_close();
+  co_await fed->wait();
   std::printf("tr answered %zu bytes of %zu, starting with: %s", shouted.size(), size,
               shouted.substr(0, shouted.find('\n') + 1).c_str());
-  std::printf("tr exited with status %d\n", tr.wait());
+  std::printf("tr exited with status %d\n", tr->wait());
 }
 
 int main() try {
