@@ -3114,6 +3114,30 @@ BOOST_AUTO_TEST_CASE(test_tls_address_mismatch) {
   expect_name_refused("127.0.0.2", X509_V_ERR_IP_ADDRESS_MISMATCH, "IP address mismatch");
 }
 
+BOOST_AUTO_TEST_CASE(verify_callback_refusal_is_asios_error) {
+  // The application's own verify callback refuses a certificate OpenSSL accepts: the client
+  // fails with Asio's "certificate verify failed" (category asio.ssl), not with an OpenSSL
+  // verification reason -- OpenSSL 3 records "unspecified" there, which says nothing.
+  asio::ssl::context refusing(asio::ssl::context::tls_client);
+  refusing.load_verify_file(tls().cert.string());
+  refusing.set_verify_callback([](bool, asio::ssl::verify_context&) { return false; });
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    auto acceptor = listen_loopback(ex);
+    tcp::socket c(ex);
+    co_await c.async_connect(acceptor.local_endpoint(), asio::use_awaitable);
+    tcp::socket s = co_await acceptor.async_accept(asio::use_awaitable);
+    test::log_capture logs;
+    SSLIOStream server(std::move(s), server_tls(), true);
+    SSLIOStream client(std::move(c), refusing, false, "localhost", true);
+    auto server_done = spawn_op(ex, server.wait_for_handshake());
+    auto e = co_await expect_closed(client.wait_for_handshake());
+    BOOST_TEST((e.real_error().category() == asio::error::get_ssl_category()), "real_error: " << e.real_error().message());
+    co_await server_done.wait();
+  });
+}
+
 BOOST_AUTO_TEST_CASE(test_tls_io_waits_for_handshake) {
   // I/O issued before the handshake finishes waits for it.
   asio::io_context ctx(1);

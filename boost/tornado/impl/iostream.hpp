@@ -41,7 +41,9 @@ boost::system::error_code certificate_error(boost::asio::ssl::stream<Next>& stre
       ERR_GET_REASON(static_cast<unsigned long>(ec.value())) != SSL_R_CERTIFICATE_VERIFY_FAILED)
     return ec;
   const long result = SSL_get_verify_result(stream.native_handle());
-  if (result == X509_V_OK) return ec;  // refused by a verify callback of the context's
+  // Refused by a verify callback (the application's) with no reason of OpenSSL's: OpenSSL 3
+  // records that as "unspecified", older ones as OK. Asio's error says it as it is.
+  if (result == X509_V_OK || result == X509_V_ERR_UNSPECIFIED) return ec;
   return {static_cast<int>(result), certificate_category()};
 }
 
@@ -1019,7 +1021,18 @@ inline void configure_tls_client(boost::asio::ssl::stream<boost::asio::ip::tcp::
     const int named = server_hostname.empty() ? 0
                       : addr_ec ? X509_VERIFY_PARAM_set1_host(param, server_hostname.data(), server_hostname.size())
                                 : X509_VERIFY_PARAM_set1_ip_asc(param, server_hostname.c_str());
-    if (named != 1) stream.set_verify_callback(boost::asio::ssl::host_name_verification(server_hostname));
+    if (named != 1) {
+      // A name OpenSSL does not take (an IPv6 address with a zone, say): Asio's check, which
+      // gives a refusal the reason OpenSSL's own check would.
+      stream.set_verify_callback([check = boost::asio::ssl::host_name_verification(server_hostname),
+                                  address = !addr_ec](bool preverified, boost::asio::ssl::verify_context& ctx) {
+        if (check(preverified, ctx)) return true;
+        if (preverified)
+          X509_STORE_CTX_set_error(ctx.native_handle(),
+                                   address ? X509_V_ERR_IP_ADDRESS_MISMATCH : X509_V_ERR_HOSTNAME_MISMATCH);
+        return false;
+      });
+    }
   } else {
     stream.set_verify_mode(boost::asio::ssl::verify_none);
   }
