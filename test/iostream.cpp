@@ -1239,6 +1239,27 @@ BOOST_AUTO_TEST_CASE(test_start_tls_smtp) {
   });
 }
 
+BOOST_AUTO_TEST_CASE(start_tls_with_a_close_callback_keeps_the_client_hello) {
+  // The client's ClientHello has arrived when the server, in one step, sets a close callback
+  // and starts TLS. The close callback's watch must not have taken it from the kernel (as
+  // Tornado's listener, which only watches for readability): the handshake reads it.
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto p = co_await tcp_streams::make();
+    tls_record client_future, server_future;
+    p.ws.start_tls(false, client_tls(), "localhost", true, client_future.handler());
+    co_await tornado::gen::sleep(20ms);  // the ClientHello reaches the server's socket
+    p.rs.set_close_callback([] {});
+    p.rs.start_tls(true, server_tls(), {}, true, server_future.handler());
+    co_await server_future.wait(3s);
+    co_await client_future.wait(3s);
+    BOOST_TEST_REQUIRE(server_future.s->done);
+    BOOST_TEST_REQUIRE(client_future.s->done);
+    BOOST_TEST(!server_future.s->ec, server_future.s->ec.message());
+    BOOST_TEST(!client_future.s->ec, client_future.s->ec.message());
+  });
+}
+
 BOOST_AUTO_TEST_CASE(test_handshake_fail) {
   // Certificates are verified with the default configuration: the test certificate is not
   // trusted, the client fails with an SSL error, and so does the server.

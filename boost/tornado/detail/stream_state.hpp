@@ -70,6 +70,10 @@ template <class Protocol, class Executor>
 struct is_reactor_stream<boost::asio::basic_stream_socket<Protocol, Executor>> : std::true_type {};
 template <class Executor>
 struct is_reactor_stream<boost::asio::posix::basic_stream_descriptor<Executor>> : std::true_type {};
+template <class Stream>
+struct is_stream_socket : std::false_type {};
+template <class Protocol, class Executor>
+struct is_stream_socket<boost::asio::basic_stream_socket<Protocol, Executor>> : std::true_type {};
 
 // Whether a stream's read start should ask the kernel directly, in its posted step (see
 // start_read_io). A hit completes the read in that step: the reply goes out a loop step
@@ -397,6 +401,7 @@ public:
   waiter_storage read_storage_;  // where it is made, when it fits
   bool reading_io_ = false;
   bool read_io_posted_ = false;  // a read waits for the loop to ask the kernel
+  bool listening_ = false;       // a socket is watched for the close callback
   bool io_direct_ = false;       // the read in flight targets x_->into, not the buffer
   read_now_odds read_now_;
   boost::asio::cancellation_signal read_cancel_;

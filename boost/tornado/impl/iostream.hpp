@@ -430,9 +430,25 @@ void stream_state<Stream>::on_read(const boost::system::error_code& ec, std::siz
 
 template <class Stream>
 void stream_state<Stream>::maybe_listen_for_close() {
-  // With a close callback and nothing to read, keep a read going so that the peer's close is
+  // With a close callback and nothing to read, watch the stream so that the peer's close is
   // seen (what arrives meanwhile is buffered for the next read).
-  if (has_close_cb() && kind_ == read_kind::none && rbuf_.empty() && !closed_ && !write_only_) start_read_io();
+  if (!has_close_cb() || kind_ != read_kind::none || !rbuf_.empty() || closed_ || write_only_) return;
+  if constexpr (is_stream_socket<Stream>::value) {
+    // As Tornado's listener, a socket is only watched for readability: nothing leaves the
+    // kernel before the loop has run, so the bytes of a TLS handshake that start_tls is about
+    // to begin (a ClientHello arrived already) stay where the handshake will read them.
+    if (listening_ || reading_io_) return;
+    listening_ = true;
+    stream_.async_wait(boost::asio::socket_base::wait_read,
+                       [ref = stream_ref<Stream>(this)](const boost::system::error_code& ec) {
+                         ref->listening_ = false;
+                         if (ec || ref->closed_) return;  // closed, or handed to start_tls
+                         // Readable: what came, or the end, goes into the buffer now.
+                         if (ref->kind_ == read_kind::none && ref->rbuf_.empty()) ref->start_read_io(true);
+                       });
+  } else {
+    start_read_io();
+  }
 }
 
 // ---- writes ----
@@ -1152,9 +1168,9 @@ void detail::initiate_start_tls<Protocol>::operator()(Handler&& handler, bool se
     return post_completion(std::forward<Handler>(handler), ex,
                            make_error_code(s->closed_ ? error::stream_closed : error::invalid_state), std::move(none));
   }
-  // The read kept going for the close callback must not eat the handshake.
+  // The watch kept for the close callback ends here (see maybe_listen_for_close).
   boost::system::error_code ignored;
-  if (s->reading_io_) s->stream_.cancel(ignored);
+  if (s->reading_io_ || s->listening_) s->stream_.cancel(ignored);
   auto close_cb = s->x_ ? std::exchange(s->x_->close_cb, nullptr) : std::function<void()>();
   // The socket moves to the new stream; this one is left closed.
   auto tls = std::make_unique<SSLIOStream>(std::move(s->stream_), *context, server_side, std::move(server_hostname), verify,
