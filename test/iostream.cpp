@@ -392,6 +392,16 @@ struct tcp_streams {
   }
 };
 
+// A connected pair of loopback sockets: {client, server}.
+asio::awaitable<std::pair<tcp::socket, tcp::socket>> socket_pair() {
+  auto ex = co_await asio::this_coro::executor;
+  auto acceptor = listen_loopback(ex);
+  tcp::socket c(ex);
+  co_await c.async_connect(acceptor.local_endpoint(), asio::use_awaitable);
+  tcp::socket s = co_await acceptor.async_accept(asio::use_awaitable);
+  co_return std::pair<tcp::socket, tcp::socket>(std::move(c), std::move(s));
+}
+
 struct tls_streams {
   using stream_type = SSLIOStream;
   static stream_type make_client(const asio::any_io_executor& ex, stream_options o = {}) {
@@ -402,11 +412,7 @@ struct tls_streams {
     return s.connect(ep, "localhost", true, std::forward<Token>(token));
   }
   static asio::awaitable<stream_pair<stream_type>> make(stream_options o = {}) {
-    auto ex = co_await asio::this_coro::executor;
-    auto acceptor = listen_loopback(ex);
-    tcp::socket c(ex);
-    co_await c.async_connect(acceptor.local_endpoint(), asio::use_awaitable);
-    tcp::socket s = co_await acceptor.async_accept(asio::use_awaitable);
+    auto [c, s] = co_await socket_pair();
     stream_type server(std::move(s), server_tls(), true, {}, true, o);
     stream_type client(std::move(c), client_tls(), false, "localhost", true, o);
     co_await server.wait_for_handshake();
@@ -3099,28 +3105,32 @@ BOOST_AUTO_TEST_CASE(test_tls_verifies_ip_address) {
   });
 }
 
-// A client expecting `name`, which the certificate does not carry, fails the handshake with
-// `reason`; so does the server, and the rest of the client's stream fails as closed.
+// Connects a client (trusting what `client_ctx` trusts, expecting `name`) to the localhost
+// server, and its handshake fails: checks that the server's fails too and that the rest of the
+// client's stream fails as closed; returns the client's error.
+asio::awaitable<error_code> refused_handshake(asio::ssl::context& client_ctx, std::string name) {
+  auto ex = co_await asio::this_coro::executor;
+  auto [c, s] = co_await transport::socket_pair();
+  SSLIOStream server(std::move(s), server_tls(), true);
+  SSLIOStream client(std::move(c), client_ctx, false, name, true);
+  auto server_done = spawn_op(ex, server.wait_for_handshake());
+  auto e = co_await expect_closed(client.wait_for_handshake());
+  BOOST_TEST(client.error() == e.real_error());
+  BOOST_TEST(client.closed());
+  co_await server_done.wait();
+  BOOST_TEST(static_cast<bool>(server_done.s->error));
+  co_await expect_closed(client.write("x"));
+  co_return e.real_error();
+}
+
+// A client expecting `name`, which the certificate does not carry, fails with `reason`.
 void expect_name_refused(const std::string& name, long reason, const std::string& why) {
   asio::io_context ctx(1);
   run(ctx, [&]() -> asio::awaitable<void> {
-    auto ex = co_await asio::this_coro::executor;
-    auto acceptor = listen_loopback(ex);
-    tcp::socket c(ex);
-    co_await c.async_connect(acceptor.local_endpoint(), asio::use_awaitable);
-    tcp::socket s = co_await acceptor.async_accept(asio::use_awaitable);
     test::log_capture logs;
-    SSLIOStream server(std::move(s), server_tls(), true);
-    SSLIOStream client(std::move(c), client_tls(), false, name, true);
-    auto server_done = spawn_op(ex, server.wait_for_handshake());
-    auto e = co_await expect_closed(client.wait_for_handshake());
-    BOOST_TEST(is_verify_error(e.real_error(), reason), "real_error: " << e.real_error().message());
-    BOOST_TEST(client.error() == e.real_error());
-    BOOST_TEST(client.closed());
-    co_await server_done.wait();
-    BOOST_TEST(static_cast<bool>(server_done.s->error));
+    const error_code ec = co_await refused_handshake(client_tls(), name);
+    BOOST_TEST(is_verify_error(ec, reason), "real_error: " << ec.message());
     BOOST_TEST(logs.contains("SSL Error: certificate verify failed: " + why));
-    co_await expect_closed(client.write("x"));
   });
 }
 
@@ -3144,18 +3154,9 @@ BOOST_AUTO_TEST_CASE(verify_callback_refusal_is_asios_error) {
   refusing.set_verify_callback([](bool, asio::ssl::verify_context&) { return false; });
   asio::io_context ctx(1);
   run(ctx, [&]() -> asio::awaitable<void> {
-    auto ex = co_await asio::this_coro::executor;
-    auto acceptor = listen_loopback(ex);
-    tcp::socket c(ex);
-    co_await c.async_connect(acceptor.local_endpoint(), asio::use_awaitable);
-    tcp::socket s = co_await acceptor.async_accept(asio::use_awaitable);
     test::log_capture logs;
-    SSLIOStream server(std::move(s), server_tls(), true);
-    SSLIOStream client(std::move(c), refusing, false, "localhost", true);
-    auto server_done = spawn_op(ex, server.wait_for_handshake());
-    auto e = co_await expect_closed(client.wait_for_handshake());
-    BOOST_TEST((e.real_error().category() == asio::error::get_ssl_category()), "real_error: " << e.real_error().message());
-    co_await server_done.wait();
+    const error_code ec = co_await refused_handshake(refusing, "localhost");
+    BOOST_TEST((ec.category() == asio::error::get_ssl_category()), "real_error: " << ec.message());
   });
 }
 
@@ -3163,11 +3164,7 @@ BOOST_AUTO_TEST_CASE(test_tls_io_waits_for_handshake) {
   // I/O issued before the handshake finishes waits for it.
   asio::io_context ctx(1);
   run(ctx, [&]() -> asio::awaitable<void> {
-    auto ex = co_await asio::this_coro::executor;
-    auto acceptor = listen_loopback(ex);
-    tcp::socket c(ex);
-    co_await c.async_connect(acceptor.local_endpoint(), asio::use_awaitable);
-    tcp::socket s = co_await acceptor.async_accept(asio::use_awaitable);
+    auto [c, s] = co_await transport::socket_pair();
     SSLIOStream server(std::move(s), server_tls(), true);
     SSLIOStream client(std::move(c), client_tls(), false, "localhost", true);
     record w, r;
