@@ -1620,6 +1620,21 @@ BOOST_AUTO_TEST_SUITE_END()
 // ======================================================================================
 // The rules of the C++ port
 // ======================================================================================
+namespace {
+// An allocator that has no memory: what the library allocates with a handler's allocator fails.
+template <class T>
+struct no_memory_allocator {
+  using value_type = T;
+  no_memory_allocator() = default;
+  template <class U>
+  no_memory_allocator(const no_memory_allocator<U>&) noexcept {}
+  T* allocate(std::size_t) { throw std::bad_alloc(); }
+  void deallocate(T*, std::size_t) noexcept {}
+  template <class U>
+  bool operator==(const no_memory_allocator<U>&) const noexcept { return true; }
+};
+} // namespace
+
 BOOST_AUTO_TEST_SUITE(Reads)
 
 BOOST_AUTO_TEST_CASE(test_read_bytes_zero) {
@@ -1981,21 +1996,6 @@ BOOST_AUTO_TEST_CASE(test_read_that_cannot_start_leaves_no_read_pending) {
   });
 }
 
-namespace {
-// An allocator that has no memory: what the library allocates with a handler's allocator fails.
-template <class T>
-struct no_memory_allocator {
-  using value_type = T;
-  no_memory_allocator() = default;
-  template <class U>
-  no_memory_allocator(const no_memory_allocator<U>&) noexcept {}
-  T* allocate(std::size_t) { throw std::bad_alloc(); }
-  void deallocate(T*, std::size_t) noexcept {}
-  template <class U>
-  bool operator==(const no_memory_allocator<U>&) const noexcept { return true; }
-};
-} // namespace
-
 BOOST_AUTO_TEST_CASE(read_whose_waiter_cannot_be_made_leaves_no_read_pending) {
   // As above, when the read's waiter cannot be allocated (a callback's waiter does not fit
   // the stream's own storage): the exception is the answer, the handler is never called, and
@@ -2271,6 +2271,20 @@ BOOST_AUTO_TEST_CASE(throwing_write_handler_on_a_strand_leaves_no_write_behind) 
   ctx.restart();
   ctx.run_for(1s);
   BOOST_TEST(second);
+}
+
+BOOST_AUTO_TEST_CASE(write_whose_waiter_cannot_be_made_closes_the_stream) {
+  // Part of a large write went out and the rest is queued when its waiter cannot be made:
+  // the caller is told the write failed, so the stream closes rather than send the rest later
+  // (a retry would send it twice, and the peer could not make sense of what follows).
+  asio::io_context ctx(1);
+  run(ctx, [&]() -> asio::awaitable<void> {
+    auto p = co_await tcp_streams::make();
+    std::string big(16 << 20, 'x');  // more than the two sockets' buffers hold: the peer does not read
+    BOOST_CHECK_THROW(p.ws.write(std::move(big), asio::bind_allocator(no_memory_allocator<void>(), [](error_code) {})),
+                      std::bad_alloc);
+    BOOST_TEST(p.ws.closed());
+  });
 }
 
 BOOST_AUTO_TEST_SUITE_END()

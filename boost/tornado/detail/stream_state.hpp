@@ -323,7 +323,11 @@ public:
     scan_ = 0;
     if (x_) x_->end_read();
   }
-  void start_read_io(bool try_now = false);
+  // How a system read starts: through Asio's reactor; asking the kernel first when that has
+  // been paying off on this stream (read_now_); or, for the close callback's watch on a socket
+  // that became readable, asking the kernel only, and watching again when nothing is there.
+  enum class read_start { reactor, try_now, now_or_watch };
+  void start_read_io(read_start how = read_start::reactor);
   bool set_non_blocking() noexcept;
   void handle_read_error(const boost::system::error_code& ec);
   void on_read(const boost::system::error_code& ec, std::size_t n);

@@ -120,16 +120,28 @@ public:
   }
 
   // Called once the node is linked (owner's lock held). The timer is a separate allocation:
-  // most waits have none, and a waiting node should stay small.
+  // most waits have none, and a waiting node should stay small. What throws here leaves the
+  // wait unarmed and the handler untouched: the caller then unlinks and destroys the node.
   void arm(const Deadline& deadline, const DefaultExecutor& ex) {
-    if (deadline) {
-      timer_ = std::make_unique<boost::asio::steady_timer>(boost::asio::get_associated_executor(handler_, ex),
-                                                           deadline.when());
-      refs_.fetch_add(1, std::memory_order_relaxed);  // the timer's handler holds one
-      timer_->async_wait(timer_handler(this));
-    }
     auto slot = boost::asio::get_associated_cancellation_slot(handler_);
     if (slot.is_connected()) slot.template emplace<cancel_handler>(this);
+    if (!deadline) return;
+    timer_ = std::make_unique<boost::asio::steady_timer>(boost::asio::get_associated_executor(handler_, ex),
+                                                         deadline.when());
+    refs_.fetch_add(1, std::memory_order_relaxed);  // the timer's handler holds one
+    arming_ = true;
+    timer_handler h(this);
+    try {
+      timer_->async_wait(std::move(h));
+    } catch (...) {
+      // Asio made no operation, or destroyed it with our handler inside (which, arming_, only
+      // gave its reference back): either way the wait never began.
+      if (h.give_back()) refs_.fetch_sub(1, std::memory_order_relaxed);
+      arming_ = false;
+      timer_.reset();
+      throw;
+    }
+    arming_ = false;
   }
 
 private:
@@ -164,9 +176,11 @@ private:
     // instead of keeping the primitive -- and whatever owns it -- alive.
     ~timer_handler() {
       if (!node_) return;
-      node_->on_context_shutdown();
+      if (!node_->arming_) node_->on_context_shutdown();  // arming: see arm()
       node_->release();
     }
+    // Lets go of the node without touching it: true if this handler still held it.
+    bool give_back() noexcept { return std::exchange(node_, nullptr) != nullptr; }
     void operator()(const boost::system::error_code& ec) {
       prim_waiter_node* n = std::exchange(node_, nullptr);
       if (!ec) n->on_timer();
@@ -247,6 +261,7 @@ private:
   node_allocator_t<Handler> alloc_{boost::asio::get_associated_allocator(handler_, boost::asio::recycling_allocator<void>())};
   std::atomic<int> refs_{1};  // the list/completion, plus the timer's handler while armed
   std::atomic<bool> completed_{false};
+  bool arming_ = false;  // arm() is starting the timer's wait
 };
 
 template <class Base, class Handler, class Owner, class DefaultExecutor>
@@ -264,8 +279,8 @@ void enqueue_waiter_in(waiter_storage* storage, const DefaultExecutor& ex, Handl
   try {
     n->arm(deadline, ex);  // may allocate (the timer, the cancellation slot's handler)
   } catch (...) {
-    // The wait never began: the exception is the caller's answer, and the handler is never
-    // called. Destroying the node also cancels a timer already armed.
+    // The wait never began (see arm): the exception is the caller's answer, and the handler
+    // is never called.
     intrusive_list::unlink(n);
     n->destroy();
     throw;

@@ -143,7 +143,7 @@ void stream_state<Stream>::try_read(bool initiating) {
         stream_.get_executor(),
         [ref = stream_ref<Stream>(this)] {
           ref->read_io_posted_ = false;
-          if (ref->kind_ != read_kind::none) ref->start_read_io(true);
+          if (ref->kind_ != read_kind::none) ref->start_read_io(read_start::try_now);
         },
         op_slot_allocator<void>(&read_slot_));
     return;
@@ -329,7 +329,7 @@ void stream_state<Stream>::deliver_streaming() {
 }
 
 template <class Stream>
-void stream_state<Stream>::start_read_io(bool try_now) {
+void stream_state<Stream>::start_read_io(read_start how) {
   if (reading_io_ || closed_ || gated_ || !layer_is_open(stream_)) return;
   boost::asio::mutable_buffer target;
   if (filling()) {
@@ -357,7 +357,8 @@ void stream_state<Stream>::start_read_io(bool try_now) {
   }
   reading_io_ = true;
   if constexpr (is_reactor_stream<Stream>::value) {
-    if (try_now && read_now_.worth_trying() && set_non_blocking()) {
+    const bool now = how == read_start::now_or_watch || (how == read_start::try_now && read_now_.worth_trying());
+    if (now && set_non_blocking()) {
       // The loop has run what was ready since this read was asked for: the bytes are most
       // likely there already. Taken here, they complete the read in this step; through the
       // reactor, its own first attempt would find them and post the completion to a step of
@@ -367,8 +368,16 @@ void stream_state<Stream>::start_read_io(bool try_now) {
       boost::system::error_code ec;
       std::size_t n = stream_.read_some(target, ec);
       const bool miss = is_would_block(ec);
-      read_now_.record(miss);
+      if (how == read_start::try_now) read_now_.record(miss);
       if (!miss) return on_read(ec, n);
+      if (how == read_start::now_or_watch) {
+        // The close callback's watch reads only here, never through the reactor, whose read
+        // could take bytes and complete later, after a start_tls in between has taken the
+        // socket. Nothing there after all: watch again.
+        reading_io_ = false;
+        rbuf_.unpin();
+        return maybe_listen_for_close();
+      }
     }
   }
   // Only a read into the caller's memory must be stopped when its read is cancelled; a read
@@ -443,8 +452,9 @@ void stream_state<Stream>::maybe_listen_for_close() {
                        [ref = stream_ref<Stream>(this)](const boost::system::error_code& ec) {
                          ref->listening_ = false;
                          if (ec || ref->closed_) return;  // closed, or handed to start_tls
-                         // Readable: what came, or the end, goes into the buffer now.
-                         if (ref->kind_ == read_kind::none && ref->rbuf_.empty()) ref->start_read_io(true);
+                         // Readable: what came, or the end, goes into the buffer in this step.
+                         if (ref->kind_ == read_kind::none && ref->rbuf_.empty())
+                           ref->start_read_io(read_start::now_or_watch);
                        });
   } else {
     start_read_io();
@@ -524,7 +534,14 @@ void stream_state<Stream>::begin_write(Handler&& handler, Data&& data) {
     if (sent == n) string_pool::give(std::move(data));  // its memory serves a later read result
   }
   total_queued_ += n;
-  wait_written(std::forward<Handler>(handler), total_queued_);
+  try {
+    wait_written(std::forward<Handler>(handler), total_queued_);  // may allocate the waiter
+  } catch (...) {
+    // The bytes went out or are queued, but the caller is told the write failed: a retry
+    // would send them twice, and what follows would not make sense to the peer.
+    if (n) close(make_error_code(boost::system::errc::not_enough_memory));
+    throw;
+  }
 }
 
 // Completes once every byte up to `end` has been sent.
